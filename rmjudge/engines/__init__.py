@@ -1,0 +1,71 @@
+"""Engines by name. The built-in ones are registered exactly as a plugin's would be: a factory under a
+name in the ``rmjudge.engines`` entry-point group (see pyproject.toml), so a third-party engine slots in
+by installing a package, with no edit here or in ``judge.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from rmjudge.engines.base import AnswerFormat, Engine, EngineInfo, Job, Output, Prompt, Sampling
+from rmjudge.errors import UsageError
+
+if TYPE_CHECKING:
+    from rmjudge.models import ResolvedModel
+
+__all__ = [
+    "AnswerFormat",
+    "Engine",
+    "EngineInfo",
+    "EngineOptions",
+    "Job",
+    "Output",
+    "Prompt",
+    "Sampling",
+    "build_engine",
+    "engine_names",
+]
+
+ENTRY_POINT_GROUP = "rmjudge.engines"
+# The same entries as pyproject.toml declares, for a source tree run without installing it.
+BUILT_IN = {"llama": "rmjudge.engines.llama:create", "http": "rmjudge.engines.http:create"}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Everything any engine may be built from; each engine reads the fields that concern it."""
+
+    model: ResolvedModel | None = None  # a local GGUF (the llama engine)
+    gpu_layers: int | None = None
+    threads: int | None = None
+    parallel: int | None = None  # sequences decoded at once (None: the engine's measured default)
+    endpoints: tuple[str, ...] = ()  # OpenAI-compatible servers (the http engine)
+    concurrency: int | None = None  # requests in flight per endpoint
+    api_key: str | None = None
+    debug: bool = False
+
+
+EngineFactory = Callable[[EngineOptions], Engine]
+
+
+def _factories() -> dict[str, EngineFactory]:
+    entries = {entry.name: entry for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name, value in BUILT_IN.items():
+        entries.setdefault(name, metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
+    return {name: entry.load() for name, entry in entries.items()}
+
+
+def engine_names() -> list[str]:
+    return sorted(_factories())
+
+
+def build_engine(options: EngineOptions, name: str | None = None) -> Engine:
+    """The engine ``name`` (default: ``http`` when endpoints are given, else ``llama``) built from ``options``."""
+    name = name or ("http" if options.endpoints else "llama")
+    factories = _factories()
+    if name not in factories:
+        raise UsageError(f"unknown engine {name!r}: installed engines are {', '.join(sorted(factories)) or 'none'}")
+    return factories[name](options)
