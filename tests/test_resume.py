@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from rmjudge.batch import BatchSummary, _line_start, error_block, output_row, run_batch
 from rmjudge.cache import VerdictCache
 from rmjudge.engine import Sampling
-from rmjudge.errors import ExitCode, InputError, OutputError, Terminated, UsageError
+from rmjudge.errors import ExitCode, InputError, OutputError, UsageError
 from rmjudge.judge import Judge
 from rmjudge.records import Record
 from tests.conftest import ROOT, FakeEngine, run_cli
@@ -324,30 +324,6 @@ def test_write_error_in_process_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"^cannot write /dev/full: No space left on device") as raised:
         run_batch(str(source), "/dev/full", no_model, progress=False)
     assert raised.value.exit_code == ExitCode.OUTPUT == 6
-
-
-# -- SIGTERM ------------------------------------------------------------------------------------
-
-
-def test_terminated_stops_like_ctrl_c_with_exit_143(make_judge: MakeJudge, tmp_path: Path) -> None:
-    judge = make_judge()
-    real_judge = judge.judge
-    calls = 0
-
-    def judge_then_terminate(pair: Any, orders: Any = None) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise Terminated
-        return real_judge(pair, orders)
-
-    judge.judge = judge_then_terminate  # type: ignore[method-assign]
-    source = write_lines(tmp_path / "in.jsonl", [pair_row(n) for n in range(1, 6)])
-    out = tmp_path / "out.jsonl"
-    summary = batch(judge, source, out)
-    assert (summary.interrupted, summary.terminated, summary.exit_code) == (True, True, ExitCode.TERMINATED)
-    assert [row["id"] for row in read_rows(out)] == ["p1", "p2"]
-    assert ExitCode.TERMINATED == 143
 
 
 # -- properties ---------------------------------------------------------------------------------
