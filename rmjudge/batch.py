@@ -191,6 +191,14 @@ class _Existing:
     torn: bool = False
 
 
+_SAME_INPUT = "resume with the same input and --map options, or write to another file"
+
+
+def _refused(problem: str, fix: str = _SAME_INPUT) -> UsageError:
+    """A --resume refusal: what does not match, that the file is as it was, what to do."""
+    return UsageError(f"--resume: {problem} (nothing was changed): {fix}")
+
+
 def _source_name(source: str) -> str:
     return "standard input" if source == "-" else source
 
@@ -241,18 +249,14 @@ def _check_line(row: dict[str, Any], number: int, record: Record, *, flat: bool,
     block = _block(row, flat)
     key = record_key(row, record.id_field, block["line"])
     if key != record.key:
-        raise UsageError(
-            f"--resume: line {number} of {output} is for {_key_text(key)} but the input has {_key_text(record.key)} "
-            "there: resume with the same input and --map options, or write to another file"
-        )
+        there = _key_text(record.key)
+        raise _refused(f"line {number} of {output} is for {_key_text(key)} but the input has {there} there")
     passed = {name: value for name, value in row.items() if not _is_own(name, flat)}
     given = {name: value for name, value in (record.data or {}).items() if not _is_own(name, flat)}
     found = _first_difference(passed, given)
     if found is not None:
-        raise UsageError(
-            f"--resume: line {number} of {output} holds other input than line {record.line} of {source} "
-            f"(field {found[0]!r} differs): resume with the same input, or write to another file"
-        )
+        differs = f"{found[0]!r} differs"
+        raise _refused(f"line {number} of {output} holds other input than line {record.line} of {source}: {differs}")
 
 
 def _line_start(record: Record, flat: bool) -> bytes:
@@ -281,10 +285,10 @@ def _check_existing(
         handle = path.open("rb")
     except OSError as error:
         raise UsageError(f"--resume: cannot read {path}: {error.strerror}") from None
-    not_ours = "is not rmjudge batch output (nothing was changed): give the file an earlier run wrote, or another -o"
+    not_ours = "is not rmjudge batch output", "give the file an earlier run wrote, or another -o"
     with handle:
         if handle.read(1) not in (b"{", b""):  # not JSON Lines at all (e.g. a model file): read no further
-            raise UsageError(f"--resume: {path} {not_ours}")
+            raise _refused(f"{path} {not_ours[0]}", not_ours[1])
         handle.seek(0)
         for number, raw in enumerate(handle, start=1):
             if not raw.endswith(b"\n"):
@@ -292,11 +296,8 @@ def _check_existing(
                 record = next(records, None)
                 start = _line_start(record, flat) if record is not None else b""
                 if record is None or raw[: len(start)] != start[: len(raw)]:
-                    left = "no pair left for it" if record is None else f"not the output for line {record.line}"
-                    raise UsageError(
-                        f"--resume: the last line of {path} is incomplete and {left} of {where[1]} (nothing "
-                        "was changed): resume with the same input, or write to another file"
-                    )
+                    left = "no line left for it" if record is None else f"not the output for line {record.line}"
+                    raise _refused(f"the last line of {path} is incomplete and {left} of {where[1]}")
                 return found, itertools.chain([record], records)
             try:
                 row = orjson.loads(raw)
@@ -304,18 +305,13 @@ def _check_existing(
                 row = None
             form = _row_form(row)
             if form is None:
-                raise UsageError(f"--resume: line {number} of {path} {not_ours}")
+                raise _refused(f"line {number} of {path} {not_ours[0]}", not_ours[1])
             if (form == "flat") != flat:
-                raise UsageError(
-                    f"--resume: {path} was written {'with' if form == 'flat' else 'without'} --flat: "
-                    "resume with the options of the run that wrote it"
-                )
+                was = "with" if form == "flat" else "without"
+                raise _refused(f"{path} was written {was} --flat", "resume with the options of the run that wrote it")
             record = next(records, None)
             if record is None:
-                raise UsageError(
-                    f"--resume: {path} has more lines than {where[1]} (line {number} has no input line left): "
-                    "resume with the same input, or write to another file"
-                )
+                raise _refused(f"{path} has more lines than {where[1]} (line {number} has no input line left)")
             _check_line(row, number, record, flat=flat, where=where)
             failed = "error" in _block(row, flat)
             found.lines += 1
@@ -336,7 +332,7 @@ def _run_settings(judge: Judge, flat: bool) -> tuple[dict[str, Any], list[str]]:
 def _check_settings(path: Path, existing: _Existing, judge: Judge, *, flat: bool) -> None:
     """Refuse unless every judged line of ``path`` was judged as ``judge`` judges (what it records)."""
     expected, orders = _run_settings(judge, flat)
-    options = "--model, --template, --max-tokens, --order and sampling options"
+    fix = "resume with the --model, --template, --max-tokens, --order and sampling options it was written with"
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number > existing.lines:
@@ -355,10 +351,8 @@ def _check_settings(path: Path, existing: _Existing, judge: Judge, *, flat: bool
                 difference = ("orders", recorded_orders, orders)
             if difference is not None:
                 name, was, now = difference
-                raise UsageError(
-                    f"--resume: line {number} of {path} was judged with {name} {_shown(was)}, this run with "
-                    f"{_shown(now)} (nothing was changed): resume with the same {options}, or write to another file"
-                )
+                problem = f"line {number} of {path} was judged with {name} {_shown(was)}, this run with {_shown(now)}"
+                raise _refused(problem, fix + ", or write to another file")
 
 
 # -- signals and output ------------------------------------------------------------------------
