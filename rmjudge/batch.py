@@ -1,9 +1,10 @@
 """``rmjudge batch``: judge every pair of a JSONL file, one output line per input line, in order.
 
 Each output line is the input object with the judgment under ``rmjudge`` (or flattened into
-``rmjudge_*`` fields), written and flushed as soon as it is judged, so a pipe sees it at once and an
-interruption loses only the pair being judged. ``--resume`` continues an output file: the lines
-already there are matched to the input (by id, else line number) and the rest is appended.
+``rmjudge_*`` fields), written whole as soon as it is judged, so a pipe sees it at once and an
+interruption (Ctrl-C, SIGTERM) or a write error loses only the pair in flight. ``--resume`` continues
+an output file once it is proven to be this input's output, judged as this run judges (see "resume"
+below); the output is never the input file, by any name.
 """
 
 from __future__ import annotations
