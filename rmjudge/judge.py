@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from rmjudge.engine import Engine, Sampling
 from rmjudge.errors import ContextTooLongError, UsageError
 from rmjudge.models import ResolvedModel
 from rmjudge.prompts import Pair, PromptTemplate, detect_family, load_template
-from rmjudge.verdict import PARSER_VERSION, Rationale, combine, parse_verdict
+from rmjudge.verdict import PARSER_VERSION, Rationale, combine, forced_appendix, parse_verdict, stop_counts
 
 ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
@@ -240,18 +241,22 @@ class Judge:
         text, generated, stopped_by, probabilities = "", [], "none", None
         if budget > 0:
             generation = self.engine.generate(
-                tokens, max_tokens=budget, sampling=self.sampling, stop="</answer>", probe="<answer>[[", choices=CHOICES
+                tokens,
+                max_tokens=budget,
+                sampling=self.sampling,
+                stop="</answer>",
+                probe="<answer>[[",
+                choices=CHOICES,
+                # A </answer> inside a quote of a response, or inside the thinking, is not the end.
+                accept_stop=functools.partial(stop_counts, reasoning=self.reasoning),
             )
             text, generated = generation.text, generation.tokens
             stopped_by, probabilities = generation.stopped_by, generation.choice_probabilities
         forced = parse_verdict(text, reasoning=self.reasoning).verdict is None
-        if forced or probabilities is None:
-            # No verdict (budget spent, or the model stopped without one): close the reasoning and
-            # ask for it. With a verdict but no reading of it, ask again after it for the confidence.
-            if self.reasoning and "</think>" not in text:
-                appendix = "\n</think>\n\n<answer>[["
-            else:
-                appendix = ("\n\n" if text.strip() else "") + "<answer>[["
+        # No verdict (budget spent, or the model stopped without one): close the reasoning or the
+        # quote and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
+        appendix = forced_appendix(text, reasoning=self.reasoning, probabilities_read=probabilities is not None)
+        if appendix is not None:
             probabilities = self.engine.choice_probabilities(
                 tokens + generated + self.engine.tokenize(appendix), CHOICES
             )

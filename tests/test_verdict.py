@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rmjudge.verdict import combine, forced_appendix, one_line_reason, parse_verdict, stop_counts
 
@@ -203,3 +205,119 @@ def test_a_block_cut_off_by_the_budget_still_explains() -> None:
     )
     assert parsed.verdict is None
     assert parsed.rationale.evaluation == "A is better since it" and parsed.rationale.rubric == "1. Facts"
+
+
+# -- property-based: the parser's invariants over generated completions ---------------------------------
+
+PLAIN = ["Chatbot A is right. ", "B errs.", " ", "\n", "<eval>", "</eval>", "[[A]]", "[[B]]", "[[", "]]"]
+ANSWERS = ["<answer>[[A]]</answer>", "<answer>[[B]]</answer>", "<answer> [[ B ]] </answer>"]
+BLOCK_TAGS = [f"<{slash}{kind}_{letter}>" for slash in ("", "/") for kind in ("quote", "summary") for letter in "AB"]
+# Anything a judged text may hold, and so anything a quote of it may hold.
+HOSTILE = [*PLAIN, *ANSWERS, "<answer>", "</answer>", "<answer>[[", "</think>", *BLOCK_TAGS]
+FAST = settings(max_examples=150, deadline=None)
+
+
+def joined(pieces: list[str]) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(pieces), max_size=10).map("".join)
+
+
+@st.composite
+def open_block(draw: st.DrawFn) -> str:
+    """A quote or summary the model opened and has not closed: its content is a judged text's."""
+    kind, letter = draw(st.sampled_from(["quote", "summary"])), draw(st.sampled_from("AB"))
+    inside = [piece for piece in HOSTILE if not piece.startswith(f"</{kind}_")]
+    return f"<{kind}_{letter}>" + draw(joined(inside))
+
+
+@st.composite
+def closed_block(draw: st.DrawFn) -> str:
+    block = draw(open_block())
+    kind = block[1 : block.index("_")]
+    return block + f"</{kind}_{draw(st.sampled_from('AB'))}>"
+
+
+# A completion whose end is outside any quote (the model's own words), of the instruct family.
+OUTSIDE = st.lists(st.one_of(st.sampled_from(PLAIN + ANSWERS), closed_block()), max_size=8).map("".join)
+# Anything at all made of the markup: blocks left open, stray tags, thinking closed or not.
+SOUP = joined(HOSTILE + PLAIN)
+CHOICE = st.sampled_from("AB")
+
+
+def verdict(text: str, reasoning: bool = False) -> str | None:
+    return parse_verdict(text, reasoning=reasoning).verdict
+
+
+@FAST
+@given(OUTSIDE, open_block())
+def test_property_markup_inside_an_open_quote_never_decides(completion: str, block: str) -> None:
+    assert verdict(completion + block) == verdict(completion)
+    assert not stop_counts(completion + block + "</answer>", reasoning=False)
+
+
+@FAST
+@given(OUTSIDE, closed_block(), st.booleans())
+def test_property_appending_a_closed_quote_never_changes_the_verdict(
+    completion: str, block: str, reasoning: bool
+) -> None:
+    prefix = "thinking\n</think>\n" if reasoning else ""
+    assert verdict(prefix + completion + block, reasoning) == verdict(prefix + completion, reasoning)
+
+
+@FAST
+@given(OUTSIDE, CHOICE, st.lists(st.one_of(st.sampled_from(PLAIN), closed_block()), max_size=6).map("".join))
+def test_property_the_last_real_answer_wins(completion: str, choice: str, after: str) -> None:
+    assert verdict(f"{completion}<answer>[[{choice}]]</answer>{after}") == choice
+
+
+@FAST
+@given(joined([piece for piece in HOSTILE if piece != "</think>"]), CHOICE)
+def test_property_nothing_in_the_thinking_decides(thinking: str, choice: str) -> None:
+    assert verdict(thinking, reasoning=True) is None
+    assert not stop_counts(f"{thinking}<answer>[[{choice}]]</answer>", reasoning=True)
+    assert verdict(f"{thinking}\n</think>\n<answer>[[{choice}]]</answer>", reasoning=True) == choice
+
+
+@FAST
+@given(SOUP, CHOICE, st.booleans())
+def test_property_stop_counts_agrees_with_the_parser(completion: str, choice: str, reasoning: bool) -> None:
+    stopped = f"{completion}<answer>[[{choice}]]</answer>"
+    if stop_counts(stopped, reasoning=reasoning):
+        assert verdict(stopped, reasoning) == choice
+    else:  # the answer is a judged text's (or thinking): it changes nothing
+        assert verdict(stopped, reasoning) == verdict(completion, reasoning)
+
+
+@FAST
+@given(SOUP, CHOICE, st.booleans())
+def test_property_a_forced_verdict_is_the_one_read(completion: str, choice: str, reasoning: bool) -> None:
+    appendix = forced_appendix(completion, reasoning=reasoning, probabilities_read=False)
+    assert appendix is not None
+    assert verdict(f"{completion}{appendix}{choice}]]</answer>", reasoning) == choice
+    read = forced_appendix(completion, reasoning=reasoning, probabilities_read=True)
+    assert read in (None, appendix)
+    if read is None:  # nothing to read: the text already holds the verdict
+        assert verdict(completion, reasoning) is not None
+
+
+@FAST
+@given(st.sampled_from(SAMPLES), st.data())
+def test_property_real_completions_keep_their_verdict_whatever_they_quote(
+    sample: dict[str, str], data: st.DataObject
+) -> None:
+    reasoning = "DeepSeek" in sample["model"]
+    completion = sample["completion"]
+    final = completion.rindex("<answer>")
+    quoted = data.draw(closed_block())
+    assert verdict(completion[:final] + quoted + completion[final:], reasoning) == official_verdict(sample)
+    # Cut anywhere (a budget spent): the forced verdict is read outside any quote.
+    cut = completion[: data.draw(st.integers(0, final))]
+    choice = data.draw(CHOICE)
+    appendix = forced_appendix(cut, reasoning=reasoning, probabilities_read=False)
+    assert verdict(f"{cut}{appendix}{choice}]]</answer>", reasoning) == choice
+
+
+@FAST
+@given(st.text(alphabet=st.sampled_from("<>/[]AB_quotesmryhinkaw \n")), st.booleans())
+def test_property_any_text_parses(text: str, reasoning: bool) -> None:
+    assert verdict(text, reasoning) in ("A", "B", None)
+    assert forced_appendix(text, reasoning=reasoning, probabilities_read=False)
