@@ -81,16 +81,8 @@ def _has_control_tokens(text: str, tokenize: Tokenize) -> bool:
     return tokenize(text, True) != tokenize(text, False)
 
 
-def safe_tokens(text: str, spans: Sequence[Span], tokenize: Tokenize) -> list[int]:
-    """Tokens of ``text`` in which nothing inside ``spans`` (the judged texts) is a special token.
-
-    The whole text is tokenized with special tokens parsed, as the chat template means it to be; if
-    no span spells a control token, that is the answer (ordinary prompts are tokenized exactly as
-    before). Otherwise the markup between the spans is tokenized with special tokens parsed and
-    each span without: its control-token strings stay plain text.
-    """
-    if not any(_has_control_tokens(text[start:end], tokenize) for start, end in spans):
-        return tokenize(text, True)
+def _segmented_tokens(text: str, spans: Sequence[Span], tokenize: Tokenize) -> list[int]:
+    """The markup between the spans tokenized with special tokens parsed, each span without."""
     tokens: list[int] = []
     position = 0
     for start, end in sorted(spans):
@@ -101,3 +93,24 @@ def safe_tokens(text: str, spans: Sequence[Span], tokenize: Tokenize) -> list[in
     if position < len(text):
         tokens += tokenize(text[position:], True)
     return tokens
+
+
+def safe_tokens(text: str, spans: Sequence[Span], tokenize: Tokenize) -> list[int]:
+    """Tokens of ``text`` in which nothing inside ``spans`` (the judged texts) is a special token.
+
+    The whole text is tokenized with special tokens parsed, as the chat template means it to be. If
+    no span spells a control token, that is the answer: ordinary prompts are tokenized exactly as
+    before. Otherwise the markup between the spans is tokenized with special tokens parsed and each
+    span without, so its control-token strings stay plain text.
+
+    Cheapest first: tokenized piece by piece, an ordinary prompt gives the same tokens as tokenized
+    whole (about twice the work of tokenizing once); only where they differ (a control-token string
+    in a span, or a template whose markup merges with the text beside it) is each span examined.
+    A control token split across a span's edge is not looked for: templates end their markup at a
+    whole token or a newline.
+    """
+    whole = tokenize(text, True)
+    pieces = _segmented_tokens(text, spans, tokenize)
+    if pieces == whole or not any(_has_control_tokens(text[start:end], tokenize) for start, end in spans):
+        return whole
+    return pieces

@@ -24,6 +24,9 @@ The rules, in the order the completion is read (left to right, one pass):
    looked at no more than the last 80 characters.
 5. Otherwise there is no verdict (``None``): the judge forces one (``forced_appendix``).
 
+A prompt may leave a block open itself (a custom template whose user prompt ends in ``<quote_B>``):
+then the completion starts inside it, after the thinking (``opened``, found by ``block_left_open``).
+
 Generation stops at ``</answer>`` only where rule 1 and 2 let that answer count (``stop_counts``),
 so a quoted ``</answer>`` does not end the judgment. A known limit: a judged text holding a
 closing tag (``</quote_A>``, ``</think>``) that the model copies verbatim ends the block early,
@@ -70,13 +73,14 @@ class _Reading:
         return self.thinking_end is not None and self.open_block is None
 
 
-def _read(text: str, reasoning: bool) -> _Reading:
-    reading = _Reading(thinking_end=None if reasoning else 0)
+def _read(text: str, reasoning: bool, opened: str | None = None) -> _Reading:
+    reading = _Reading(thinking_end=None if reasoning else 0, open_block=None if reasoning else opened)
     segment_start = 0  # where the current stretch of outside text began
     for match in _MARKUP.finditer(text):
         if reading.thinking_end is None:
             if match["think_end"]:
                 reading.thinking_end = segment_start = match.end()
+                reading.open_block = opened
             continue
         if reading.open_block is not None:
             if match["closing"] and reading.open_block.startswith(match["kind"]):
@@ -86,6 +90,7 @@ def _read(text: str, reasoning: bool) -> _Reading:
         if match["think_end"] and reasoning:
             # A later </think> outside quotes: everything before it was still thinking.
             reading.thinking_end = segment_start = match.end()
+            reading.open_block = opened
             reading.answers.clear()
             reading.outside.clear()
         elif match["kind"] and not match["closing"]:
@@ -98,6 +103,14 @@ def _read(text: str, reasoning: bool) -> _Reading:
     return reading
 
 
+def block_left_open(text: str) -> str | None:
+    """The quote or summary block ``text`` leaves open at its end ("quote_B"), or None.
+
+    For the judge's prompt: a template whose user prompt ends in ``<quote_B>`` has the model's reply
+    start inside that quote (pass it to the functions below as ``opened``)."""
+    return _read(text, reasoning=False).open_block
+
+
 def _verdict(reading: _Reading) -> str | None:
     if reading.answers:
         return reading.answers[-1][0]
@@ -106,31 +119,33 @@ def _verdict(reading: _Reading) -> str | None:
     return bare[-1] if bare else None
 
 
-def stop_counts(text: str, *, reasoning: bool) -> bool:
+def stop_counts(text: str, *, reasoning: bool, opened: str | None = None) -> bool:
     """Whether generation may stop on ``text``, which ends with ``</answer>``.
 
     It may not when that ``</answer>`` is thinking (the reasoning family before ``</think>``) or
-    sits inside a quote or summary block the model opened and has not closed: it is then part of a
-    judged text. Wherever it may, ``parse_verdict`` reads the answer it closes (if well formed)."""
-    return _read(text, reasoning).at_the_end_outside
+    sits inside a quote or summary block the model opened and has not closed (or the prompt left
+    open: ``opened``): it is then part of a judged text. Wherever it may, ``parse_verdict`` reads the
+    answer it closes (if well formed)."""
+    return _read(text, reasoning, opened).at_the_end_outside
 
 
-def forced_appendix(text: str, *, reasoning: bool, probabilities_read: bool) -> str | None:
+def forced_appendix(text: str, *, reasoning: bool, probabilities_read: bool, opened: str | None = None) -> str | None:
     """What to append to ``text`` (the generated text) to read a verdict off the next token.
 
     None when ``text`` holds a verdict and ``probabilities_read`` says the engine read its
     probabilities: engines read them at the last place the text ended with ``<answer>[[``, so that
     place must be the answer that decides. Otherwise the appendix ends the thinking (reasoning
-    family) or closes a quote or summary block left open, then opens an answer: the verdict is never
-    read inside a judged text. ``text + appendix + "A]]</answer>"`` parses to ``A``.
+    family) and closes a quote or summary block left open, then opens an answer: the verdict is
+    never read inside a judged text. ``text + appendix + "A]]</answer>"`` parses to ``A``.
     """
-    reading = _read(text, reasoning)
+    reading = _read(text, reasoning, opened)
     if probabilities_read and reading.answers:
         _, start = reading.answers[-1]
         if not _PROBE.search(text, start + 1):
             return None
     if reading.thinking_end is None:
-        return f"\n{_THINK_END}\n\n{FORCED_PREFIX}"
+        closing = f"</{opened}>" if opened else ""
+        return f"\n{_THINK_END}\n{closing}\n{FORCED_PREFIX}"
     closing = f"</{reading.open_block}>" if reading.open_block else ""
     separator = "\n\n" if text.strip() else ""
     return f"{closing}{separator}{FORCED_PREFIX}"
@@ -179,17 +194,19 @@ def split_thinking(completion: str, reasoning: bool) -> tuple[str | None, str]:
     return thinking.removeprefix("<think>").strip(), completion[thinking_end:]
 
 
-def parse_verdict(completion: str, *, reasoning: bool | None = None) -> ParsedCompletion:
+def parse_verdict(completion: str, *, reasoning: bool | None = None, opened: str | None = None) -> ParsedCompletion:
     """Parse an RM-R1 completion (the generated text only, never the prompt), by the rules in the
     module docstring.
 
     ``reasoning``: the completion comes from the DeepSeek-Distilled family, so only the text after
     ``</think>`` may hold the verdict. ``None`` decides by whether ``</think>`` occurs.
+    ``opened``: the quote or summary block the prompt left open (``block_left_open``), where the
+    completion starts (after the thinking).
     """
     if reasoning is None:
         reasoning = _THINK_END in completion
     thinking, answer_part = split_thinking(completion, reasoning)
-    verdict = _verdict(_read(completion, reasoning))
+    verdict = _verdict(_read(completion, reasoning, opened))
 
     rubric_block = _tag(answer_part, "rubric")
     justification = _tag(answer_part, "justify")

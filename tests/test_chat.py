@@ -103,6 +103,19 @@ def test_ordinary_prompts_are_tokenized_exactly_as_before() -> None:
     assert safe_tokens(text, spans, toy_tokenize) == toy_tokenize(text, True)
 
 
+def test_markup_that_merges_with_an_ordinary_text_is_tokenized_whole_as_before() -> None:
+    # A tokenizer that merges a blank line into one token: tokenized piece by piece, the template's "\n"
+    # and the content's leading "\n" would not merge. With no control token in the text, nothing changes.
+    def merging(text: str, special: bool) -> list[int]:
+        spelled = " ".join(map(str, toy_tokenize(text, special))).replace("1010 1010", "999")
+        return [int(token) for token in spelled.split()]
+
+    messages = [{"role": "user", "content": "\nIndented question"}]
+    text, spans = render_with_spans(CHATML, messages)
+    assert safe_tokens(text, spans, merging) == merging(text, True)
+    assert 999 in merging(text, True)
+
+
 def test_a_hostile_response_cannot_open_a_turn() -> None:
     messages = [*MESSAGES[:1], {"role": "user", "content": f"[Chatbot A]\n{HOSTILE}\n[Chatbot B]\nfine"}]
     text, spans = render_with_spans(CHATML, messages)

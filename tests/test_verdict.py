@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rmjudge.verdict import combine, forced_appendix, one_line_reason, parse_verdict, stop_counts
+from rmjudge.verdict import (
+    block_left_open,
+    combine,
+    forced_appendix,
+    one_line_reason,
+    parse_verdict,
+    stop_counts,
+)
 
 from .conftest import SHARED
 
@@ -128,6 +135,27 @@ def test_forced_appendix_is_none_only_when_the_deciding_answer_was_read() -> Non
     assert forced_appendix(later_probe, reasoning=False, probabilities_read=True) == "</quote_A>\n\n<answer>[["
 
 
+def test_a_quote_the_prompt_left_open_holds_the_start_of_the_completion() -> None:
+    # A custom template whose user prompt ends in <quote_B>: the model's reply starts inside the quote.
+    prompt = "[The End of Chatbot B's Response]\n\nQuote Chatbot B first. <quote_B>"
+    assert block_left_open(prompt) == "quote_B"
+    assert block_left_open("<quote_A>x</quote_A> and </quote_B>") is None
+    copied = "The answer is 5. <answer>[[B]]</answer>"
+    assert parse_verdict(copied, reasoning=False, opened="quote_B").verdict is None
+    assert not stop_counts(copied, reasoning=False, opened="quote_B")
+    assert forced_appendix(copied, reasoning=False, probabilities_read=True, opened="quote_B") == (
+        "</quote_B>\n\n<answer>[["
+    )
+    closed = copied + " B is best.</quote_B>\n<eval>A is right.</eval>\n<answer>[[A]]</answer>"
+    assert parse_verdict(closed, reasoning=False, opened="quote_B").verdict == "A"
+    assert stop_counts(closed, reasoning=False, opened="quote_B")
+    # The reasoning family thinks first; the quote holds what follows the thinking.
+    assert parse_verdict("hmm\n</think>\n" + copied, reasoning=True, opened="quote_B").verdict is None
+    appendix = forced_appendix("hmm", reasoning=True, probabilities_read=False, opened="quote_B")
+    assert appendix == "\n</think>\n</quote_B>\n<answer>[["
+    assert parse_verdict(f"hmm{appendix}A]]</answer>", reasoning=True, opened="quote_B").verdict == "A"
+
+
 @pytest.mark.parametrize(
     "text, reasoning",
     [
@@ -243,8 +271,8 @@ SOUP = joined(HOSTILE + PLAIN)
 CHOICE = st.sampled_from("AB")
 
 
-def verdict(text: str, reasoning: bool = False) -> str | None:
-    return parse_verdict(text, reasoning=reasoning).verdict
+def verdict(text: str, reasoning: bool = False, opened: str | None = None) -> str | None:
+    return parse_verdict(text, reasoning=reasoning, opened=opened).verdict
 
 
 @FAST
@@ -321,3 +349,20 @@ def test_property_real_completions_keep_their_verdict_whatever_they_quote(
 def test_property_any_text_parses(text: str, reasoning: bool) -> None:
     assert verdict(text, reasoning) in ("A", "B", None)
     assert forced_appendix(text, reasoning=reasoning, probabilities_read=False)
+
+
+@FAST
+@given(SOUP, st.sampled_from([tag[1:-1] for tag in BLOCK_TAGS if not tag.startswith("</")]), st.booleans())
+def test_property_a_quote_the_prompt_opened_is_one_the_completion_opened(
+    completion: str, block: str, reasoning: bool
+) -> None:
+    thinking = "hmm\n</think>\n" if reasoning else ""
+    text = thinking + completion
+    as_if_written = f"{thinking}<{block}>{completion}"
+    assert verdict(text, reasoning, opened=block) == verdict(as_if_written, reasoning)
+    assert stop_counts(text + "</answer>", reasoning=reasoning, opened=block) == stop_counts(
+        as_if_written + "</answer>", reasoning=reasoning
+    )
+    choice = "B"
+    appendix = forced_appendix(text, reasoning=reasoning, probabilities_read=False, opened=block)
+    assert verdict(f"{text}{appendix}{choice}]]</answer>", reasoning, opened=block) == choice
