@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from rmjudge.errors import ModelError, UsageError
 from rmjudge.gguf import chat_template, context_length, read_metadata
 from rmjudge.paths import user_cache_dir, user_config_dir
+from rmjudge.system import available_memory, human_size, memory_warning  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, ModelInfo
@@ -79,6 +80,19 @@ class ResolvedModel:
     revision: str | None = None  # the commit the file was taken from
     filename: str | None = None  # path inside the repo
     quant: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``models pull --json`` prints: where the file came from, where it is, its size and hash."""
+        return {
+            "alias": self.alias,
+            "repo": self.repo,
+            "filename": self.filename,
+            "revision": self.revision,
+            "quant": self.quant,
+            "path": str(self.path),
+            "size": self.path.stat().st_size,
+            "sha256": self.sha256,
+        }
 
 
 @dataclass(frozen=True)
@@ -170,11 +184,6 @@ def hf_cache_dir() -> Path:
             return Path(os.path.expandvars(value)).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
-def human_size(size: int | None) -> str:
-    """Bytes as "4.7 GB" / "253.1 MB" ("" when unknown): for messages and tables."""
-    return "" if size is None else f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
 # --------------------------------------------------------------------------- registry
@@ -1046,33 +1055,3 @@ def _drop_if_empty(repo_dir: Path) -> None:
     if repo_dir.is_dir() and not any(p.is_file() or p.is_symlink() for p in snapshots.rglob("*")):
         shutil.rmtree(repo_dir, ignore_errors=True)
         shutil.rmtree(hf_cache_dir() / ".locks" / repo_dir.name, ignore_errors=True)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available for a new process: MemAvailable on Linux, free pages elsewhere."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def memory_warning(path: Path) -> str | None:
-    """A one-line warning when the model file is larger than the memory available now, else None."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    available = available_memory()
-    if available is None or size <= available:
-        return None
-    return (
-        f"warning: {path.name} is {human_size(size)} but only {human_size(available)} of memory is available: "
-        "loading may swap or fail; close other programs or pick a smaller --quant"
-    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rmjudge import models
+from rmjudge import models, system
 from rmjudge.errors import ModelError, UsageError
 
 try:
@@ -203,6 +203,22 @@ def test_pull_by_alias_picks_the_requested_quant(hub: FakeHub) -> None:
     default = models.resolve_model("rm-r1-qwen-7b", quant="Q4_K_M", progress=False)
     assert default.filename == Q4 and default.path.read_bytes() == files[Q4].data
     assert models.resolve_model("rm-r1-qwen-7b").path == default.path
+
+
+def test_resolved_model_to_dict_is_what_pull_json_prints(hub: FakeHub) -> None:
+    files = add_7b(hub)
+    resolved = models.pull_model("rm-r1-qwen-7b", progress=False)
+    assert resolved.to_dict() == {
+        "alias": "rm-r1-qwen-7b",
+        "repo": REPO,
+        "filename": Q4,
+        "revision": hub.repos[REPO].refs["main"],
+        "quant": "Q4_K_M",
+        "path": str(resolved.path),
+        "size": len(files[Q4].data),
+        "sha256": files[Q4].sha256,
+    }
+    assert json.loads(json.dumps(resolved.to_dict())) == resolved.to_dict()
 
 
 def test_a_repo_that_404s_moves_to_the_next(hub: FakeHub) -> None:
@@ -515,10 +531,10 @@ def test_search_without_network_says_so() -> None:
 def test_memory_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.gguf"
     path.write_bytes(b"x" * 5_000_000)
-    monkeypatch.setattr(models, "available_memory", lambda: 1_000_000)
+    monkeypatch.setattr(system, "available_memory", lambda: 1_000_000)
     warning = models.memory_warning(path)
     assert warning is not None and "5.0 MB" in warning and "1.0 MB" in warning and "\n" not in warning
-    monkeypatch.setattr(models, "available_memory", lambda: 10**12)
+    monkeypatch.setattr(system, "available_memory", lambda: 10**12)
     assert models.memory_warning(path) is None
     monkeypatch.undo()
     assert (models.available_memory() or 1) > 0
