@@ -14,6 +14,7 @@ import pytest
 
 from rmjudge import models, system
 from rmjudge.errors import ModelError, UsageError
+from rmjudge.models import download, hashing, naming
 
 try:
     from tests.fakehub import FakeFile, FakeHub, commit_sha, make_gguf
@@ -53,7 +54,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(_detect_agent, "_registry", _detect_agent._EMPTY_REGISTRY)
-    monkeypatch.setattr(models, "_RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "_RETRY_WAIT_S", 0.0)
 
     real_getaddrinfo = socket.getaddrinfo
 
@@ -174,10 +175,10 @@ def test_quant_of(name: str, quant: str | None) -> None:
 
 
 def test_quant_match_is_whole_token() -> None:
-    assert models._matches_quant("x.Q4_K_M.gguf", "q4_k_m")
-    assert not models._matches_quant("x.Q4_K_M.gguf", "Q4_K")
-    assert not models._matches_quant("x.IQ4_XS.gguf", "Q4_XS")
-    assert models._matches_quant("x.i1-Q4_K_M.gguf", "i1-Q4_K_M")
+    assert naming.matches_quant("x.Q4_K_M.gguf", "q4_k_m")
+    assert not naming.matches_quant("x.Q4_K_M.gguf", "Q4_K")
+    assert not naming.matches_quant("x.IQ4_XS.gguf", "Q4_XS")
+    assert naming.matches_quant("x.i1-Q4_K_M.gguf", "i1-Q4_K_M")
 
 
 # --------------------------------------------------------------------------- pulling
@@ -217,6 +218,7 @@ def test_resolved_model_to_dict_is_what_pull_json_prints(hub: FakeHub) -> None:
         "path": str(resolved.path),
         "size": len(files[Q4].data),
         "sha256": files[Q4].sha256,
+        "note": None,  # set only when a hub search found the repository (see test_renamed_registry_repos_...)
     }
     assert json.loads(json.dumps(resolved.to_dict())) == resolved.to_dict()
 
@@ -277,7 +279,7 @@ def test_resume_after_a_cut_connection(hub: FakeHub) -> None:
 
 def test_an_interrupted_download_resumes_on_the_next_run(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     files = add_7b(hub)
-    monkeypatch.setattr(models, "_RETRIES", 0)  # give up at the first cut, as a Ctrl-C would
+    monkeypatch.setattr(download, "_RETRIES", 0)  # give up at the first cut, as a Ctrl-C would
     hub.drop_at[Q4] = 700_000
     with pytest.raises(ModelError, match="run the same command again to resume"):
         models.pull_model("rm-r1-qwen-7b", progress=False)
@@ -294,7 +296,7 @@ def test_an_interrupted_download_resumes_on_the_next_run(hub: FakeHub, monkeypat
 
 def test_a_server_that_ignores_range_restarts_cleanly(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     files = add_7b(hub)
-    monkeypatch.setattr(models, "_RETRIES", 0)
+    monkeypatch.setattr(download, "_RETRIES", 0)
     hub.drop_at[Q4] = 500_000
     with pytest.raises(ModelError):
         models.pull_model("rm-r1-qwen-7b", progress=False)
@@ -347,7 +349,7 @@ def test_gated_repo_asks_for_a_token(hub: FakeHub, monkeypatch: pytest.MonkeyPat
 
 def test_disk_space_is_checked_before_downloading(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     add_7b(hub)
-    monkeypatch.setattr(models.shutil, "disk_usage", lambda _: shutil_usage(free=1_000))
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda _: shutil_usage(free=1_000))
     with pytest.raises(ModelError, match=r"need 2\.1 MB free in .*blobs, have 0\.0 MB"):
         models.resolve_model("rm-r1-qwen-7b", progress=False)
     assert hub.downloads() == []
@@ -447,7 +449,7 @@ def test_a_pulled_file_needs_no_hashing(hub: FakeHub, monkeypatch: pytest.Monkey
     def no_hashing(*_: Any) -> Any:
         raise AssertionError("hashed the file again")
 
-    monkeypatch.setattr(models.hashlib, "sha256", no_hashing)
+    monkeypatch.setattr(hashing.hashlib, "sha256", no_hashing)
     assert models.file_sha256(resolved.path) == expected
     assert models.resolve_model("rm-r1-qwen-7b").sha256 == expected  # from the blob's name
 
@@ -537,7 +539,7 @@ def test_memory_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(system, "available_memory", lambda: 10**12)
     assert models.memory_warning(path) is None
     monkeypatch.undo()
-    assert (models.available_memory() or 1) > 0
+    assert (system.available_memory() or 1) > 0
 
 
 # --------------------------------------------------------------------------- the CLI
