@@ -361,6 +361,84 @@ def shutil_usage(free: int) -> Any:
     return shutil._ntuple_diskusage(total=10**12, used=10**12 - free, free=free)  # type: ignore[attr-defined]
 
 
+# --------------------------------------------------------------------------- renamed repositories
+
+RENAMED = "bartowski/gaotang_RM-R1-Qwen2.5-Instruct-7B-GGUF"  # what a registry repo may have become
+SMALL = "someone/RM-R1-Qwen2.5-Instruct-7B-GGUF"
+MY_REPO = "me/RM-R1-Qwen2.5-Instruct-7B-Q4_K_M-GGUF"  # gguf-my-repo's naming
+
+
+def add_renamed(hub: FakeHub) -> None:
+    """The registry's repositories are gone; three others quantize the checkpoint, one only looks like it."""
+    hub.add_repo(RENAMED, {f"gaotang_{BASE}-{q}.gguf": FakeFile(make_gguf(salt=q)) for q in ("Q4_K_M", "Q8_0")},
+                 downloads=900)  # fmt: skip
+    hub.add_repo(SMALL, {f"{BASE}.{q}.gguf": FakeFile(make_gguf(salt="s" + q)) for q in ("Q6_K", "Q8_0")}, downloads=40)
+    hub.add_repo(MY_REPO, {"rm-r1-qwen2.5-instruct-7b-q4_k_m.gguf": FakeFile(make_gguf(salt="me"))}, downloads=70)
+    hub.add_repo("fan/RM-R1-Qwen2.5-Instruct-7B-abliterated-GGUF",  # another model: never taken
+                 {"a.Q6_K.gguf": FakeFile(make_gguf(salt="ab"))}, downloads=10**6)  # fmt: skip
+
+
+def test_renamed_registry_repos_are_found_by_a_hub_search(hub: FakeHub) -> None:
+    add_renamed(hub)
+    resolved = models.resolve_model("rm-r1-qwen-7b")
+    assert resolved.repo == RENAMED and resolved.quant == "Q4_K_M" and resolved.alias == "rm-r1-qwen-7b"
+    assert resolved.path.read_bytes() == hub.repos[RENAMED].commits[hub.repos[RENAMED].refs["main"]][
+        resolved.filename or ""
+    ].data
+    # One line that says what was missing and what was taken instead, and why that one.
+    note = resolved.note or ""
+    assert "\n" not in note and REPO in note and REPO_I1 in note and RENAMED in note and "900 downloads" in note
+    assert resolved.to_dict()["note"] == note
+    searches = [r for r in hub.requests if r.path == "/api/models"]
+    assert len(searches) == 1
+
+    # The quant decides before the downloads do: only SMALL has Q6_K.
+    q6 = models.resolve_model("rm-r1-qwen-7b", quant="Q6_K")
+    assert q6.repo == SMALL and q6.quant == "Q6_K" and "40 downloads" in (q6.note or "")
+
+    # Once pulled, the alias is served from disk with no hub at all, and listed and removed as the alias.
+    hub.stop()
+    again = models.resolve_model("rm-r1-qwen-7b")
+    assert again.path == resolved.path and again.repo == RENAMED and again.note is None
+    assert models.resolve_model("rm-r1-qwen-7b", quant="Q6_K").path == q6.path
+    rows = [r for r in models.list_models() if r.alias == "rm-r1-qwen-7b"]
+    assert sorted((r.repo, r.quant) for r in rows) == [(RENAMED, "Q4_K_M"), (SMALL, "Q6_K")]
+    assert not [r for r in models.list_models() if r.alias is None]
+    assert sorted(p.name for p in models.remove_model("rm-r1-qwen-7b")) == sorted([resolved.path.name, q6.path.name])
+    assert not repo_dir(RENAMED).exists() and not repo_dir(SMALL).exists()
+
+
+def test_a_search_without_the_quant_lists_what_exists(hub: FakeHub) -> None:
+    add_renamed(hub)
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("rm-r1-qwen-7b", quant="Q2_K")
+    message = str(error.value)
+    assert "\n" not in message and "holds Q2_K" in message and "--quant" in message
+    assert f"{RENAMED} (Q4_K_M, Q8_0)" in message and f"{SMALL} (Q6_K, Q8_0)" in message and MY_REPO in message
+    assert "abliterated" not in message
+    assert hub.downloads() == []
+
+
+def test_a_search_that_finds_nothing_says_so(hub: FakeHub) -> None:
+    hub.add_repo("fan/RM-R1-Qwen2.5-Instruct-7B-abliterated-GGUF", {"a.Q4_K_M.gguf": FakeFile(make_gguf(salt="ab"))})
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("rm-r1-qwen-7b")
+    message = str(error.value)
+    assert "no GGUF repository of rm-r1-qwen-7b" in message and REPO in message and "registry.json" in message
+    assert "a search for RM-R1-Qwen2.5-Instruct-7B found none" in message
+    assert hub.downloads() == []
+
+
+def test_search_is_not_used_while_a_registry_repo_exists(hub: FakeHub) -> None:
+    """A registry repository without the quant is an answer (the quants it has), not a reason to search."""
+    add_7b(hub)
+    add_renamed(hub)
+    with pytest.raises(ModelError, match="no Q6_K file for rm-r1-qwen-7b"):
+        models.resolve_model("rm-r1-qwen-7b", quant="Q6_K")
+    assert models.resolve_model("rm-r1-qwen-7b").repo == REPO
+    assert not [r for r in hub.requests if r.path == "/api/models"]
+
+
 # --------------------------------------------------------------------------- offline
 
 
@@ -404,6 +482,25 @@ def test_unknown_alias_suggests_a_near_name() -> None:
         models.resolve_model("rm-r1-qwen7b")
     with pytest.raises(ModelError, match="rm-r1-deepseek-14b"):
         models.resolve_model("deepseek-14b")
+
+
+def test_a_bad_model_value_names_where_it_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = f"{tmp_path / '.rmjudge.toml'}: model"
+    with pytest.raises(ModelError) as error:
+        models.check_model_spec("rm-r1-qwen7b", where)
+    assert str(error.value).startswith(f"{where}: unknown model 'rm-r1-qwen7b': did you mean rm-r1-qwen-7b ")
+    with pytest.raises(ModelError, match=r"\.rmjudge\.toml: model: model file not found: judge\.gguf"):
+        models.check_model_spec("judge.gguf", where)
+    with pytest.raises(UsageError, match=r"\.rmjudge\.toml: model: bad model 'hf://x'"):
+        models.check_model_spec("hf://x", where)
+    models.check_model_spec("rm-r1-qwen-7b", where)  # known alias, not on disk: fine, nothing is fetched
+    models.check_model_spec("hf://someone/Judge-GGUF", where)
+
+    monkeypatch.setenv("RMJUDGE_MODEL", "rm-r1-qwen7b")
+    with pytest.raises(ModelError, match=r"^RMJUDGE_MODEL: unknown model 'rm-r1-qwen7b'"):
+        models.resolve_model(None)
+    with pytest.raises(ModelError, match=r"^unknown model 'nope'"):
+        models.resolve_model("nope")  # given on the command line: the option is where
 
 
 def test_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
