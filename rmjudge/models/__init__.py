@@ -20,7 +20,7 @@ from rmjudge.models.registry import registry
 from rmjudge.models.resolve import model_info, pull_model, resolve_model
 from rmjudge.models.resolved import ResolvedModel
 from rmjudge.models.spec import check_model_spec
-from rmjudge.system import human_size, memory_warning  # human_size: until the CLI imports it from rmjudge.system
+from rmjudge.system import memory_warning
 
 __all__ = [
     "HubModel",
@@ -28,7 +28,6 @@ __all__ = [
     "ResolvedModel",
     "check_model_spec",
     "file_sha256",
-    "human_size",
     "list_models",
     "memory_warning",
     "model_info",
