@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,41 @@ def test_an_interrupted_download_resumes_on_the_next_run(hub: FakeHub, monkeypat
     assert hub.downloads(Q4)[-1].headers["Range"] == f"bytes={kept}-"
     assert resolved.path.read_bytes() == files[Q4].data
     assert not partial.exists()
+
+
+class RecordedProgress:
+    """A ``rmjudge.progress.Progress`` that remembers what the downloader reported."""
+
+    def __init__(self) -> None:
+        self.tasks: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, total: int | None, **options: Any) -> Iterator[Callable[..., None]]:
+        task = {"total": total, **options, "advances": []}
+        self.tasks.append(task)
+        yield lambda advance=0, **_: task["advances"].append(advance)
+
+
+def test_the_download_reports_its_progress(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core counts bytes and draws nothing: the caller's Progress hears the total, what was already
+    on disk, and every chunk."""
+    files = add_7b(hub)
+    monkeypatch.setattr(download, "_RETRIES", 0)
+    hub.drop_at[Q4] = 700_000
+    first = RecordedProgress()
+    with pytest.raises(ModelError):
+        models.pull_model("rm-r1-qwen-7b", progress=first)
+    (task,) = first.tasks
+    assert task["total"] == len(files[Q4].data) and task["unit"] == "bytes" and task["description"] == Q4
+    assert task["completed"] == 0 and 0 < sum(task["advances"]) <= 700_000
+    kept = sum(task["advances"])
+
+    second = RecordedProgress()
+    models.pull_model("rm-r1-qwen-7b", progress=second)
+    (task,) = second.tasks
+    assert task["completed"] == kept and kept + sum(task["advances"]) == len(files[Q4].data)
+    models.pull_model("rm-r1-qwen-7b", progress=second)  # on disk already: nothing to report
+    assert len(second.tasks) == 1
 
 
 def test_a_server_that_ignores_range_restarts_cleanly(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
