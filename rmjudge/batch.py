@@ -23,6 +23,7 @@ import orjson
 
 from rmjudge.errors import ContextTooLongError, ExitCode, RmjudgeError, UsageError
 from rmjudge.judge import Judge, Judgment
+from rmjudge.progress import Progress, no_progress
 from rmjudge.records import Record, count_records, read_records, record_key, with_error
 from rmjudge.verdict import one_line_reason
 
@@ -276,52 +277,6 @@ class _Sink:
             self._stream.close()
 
 
-@contextmanager
-def _progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(advance=0, **fields)``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        Task,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    from rmjudge.render import stderr
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            if speed is None:
-                return Text("")
-            per_minute = speed * 60
-            shown = f"{per_minute:.1f}" if per_minute < 100 else f"{per_minute:.0f}"
-            return Text(f"{shown}/min", style="progress.data.speed")
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("pairs"),
-        RateColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("· ties {task.fields[ties]} · forced {task.fields[forced]} · failed {task.fields[failed]}"),
-        console=stderr,
-        transient=True,
-        disable=not (enabled and stderr.is_terminal),
-    ) as progress:
-        task = progress.add_task("starting", total=total, ties=0, forced=0, failed=0)
-
-        def update(advance: int = 0, **fields: Any) -> None:
-            progress.update(task, advance=advance, **fields)
-
-        yield update
-
-
 # -- the batch ---------------------------------------------------------------------------------
 
 
@@ -336,7 +291,7 @@ def run_batch(
     strict: bool = False,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Judge every pair in ``source`` (a path or ``-``) into ``output`` (a path, or None: stdout).
@@ -369,7 +324,8 @@ def run_batch(
     warnings = 0
     judge: Judge | None = None
 
-    with _Interrupts() as interrupts, _progress_bar(remaining, progress) as update:
+    bar = (progress or no_progress)(remaining, description="starting", ties=0, forced=0, failed=0)
+    with _Interrupts() as interrupts, bar as update:
         sink = _Sink(output_path, append=resume, interrupts=interrupts)
         try:
             for index, record in enumerate(read_records(source, maps=maps)):
