@@ -57,8 +57,8 @@ class JudgeOptions:
 def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Progress | None = None) -> Judge:
     """The judge ``options`` describe, with the shared verdict cache unless ``no_cache``.
 
-    The model is pulled on first use (the download reported to ``progress``); ``warn`` hears about a
-    model larger than the memory available now.
+    The model is pulled on first use (the download reported to ``progress``); ``warn`` hears where it
+    came from when that is not where the registry said, and about a model larger than the memory available.
     """
     from rmjudge import engine as legacy
     from rmjudge.cache import VerdictCache
@@ -69,8 +69,9 @@ def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Pro
         # Until the judge takes any Engine (the throughput change), only the built-in llama engine runs.
         raise UsageError("--endpoint and --engine need the engine registry's judge, not in this build yet")
     resolved = resolve_model(options.model, progress=progress)
-    if warn is not None and (warning := memory_warning(resolved.path)):
-        warn(warning)
+    for message in (resolved.note, memory_warning(resolved.path)):
+        if warn is not None and message:
+            warn(message)
     engine_options = replace(options.engine, model=resolved)
     cache = None if options.no_cache else VerdictCache()
     # Switch with the throughput change: Judge(engine=build_engine(engine_options, options.engine_name), ...).

@@ -398,3 +398,45 @@ def test_sigterm_keeps_the_written_lines_and_exits_143(tmp_path: Path) -> None:
     assert process.returncode == ExitCode.TERMINATED, stderr.decode()
     assert b'"error"' in first and first.endswith(b"\n") and rest == b""
     assert b"Traceback" not in stderr and b"interrupted: 1 lines written" in stderr
+
+
+# -- opening a judge --------------------------------------------------------------------------------
+
+
+def test_open_judge_says_where_the_model_came_from_and_builds_the_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    from rmjudge import judge, models
+    from rmjudge.models import ResolvedModel
+
+    gguf = tmp_path / "found.gguf"
+    gguf.write_bytes(b"GGUF")
+    note = "rm-r1-qwen-7b: took someone/RM-R1-GGUF (900 downloads) from a hub search"
+    monkeypatch.setattr(models, "resolve_model", lambda spec, progress=None: ResolvedModel(gguf, note=note))
+    monkeypatch.setattr(models, "memory_warning", lambda path: f"warning: {path.name} is large")
+    built: list[dict[str, Any]] = []
+    monkeypatch.setattr(judge, "Judge", lambda model, **kwargs: built.append({"model": model, **kwargs}))
+    heard: list[str] = []
+    options = JudgeOptions(model="rm-r1-qwen-7b", max_tokens=16, order="ab", engine=EngineOptions(threads=2))
+    session.open_judge(options, warn=heard.append)
+    assert heard == [note, "warning: found.gguf is large"]
+    (made,) = built
+    assert made["model"].path == gguf and made["max_tokens"] == 16 and made["order"] == "ab"
+    assert made["threads"] == 2 and made["cache"] is not None
+    session.open_judge(JudgeOptions(no_cache=True), warn=heard.append)
+    assert built[1]["cache"] is None
+
+
+def test_models_pull_prints_the_file_and_the_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rmjudge import models
+    from rmjudge.models import ResolvedModel
+
+    gguf = tmp_path / "m-Q4_K_M.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 2_000_000)
+    pulled = ResolvedModel(gguf, repo="someone/m-GGUF", revision="abc123", quant="Q4_K_M", note="found by a search")
+    monkeypatch.setattr(models, "pull_model", lambda *args, **kwargs: pulled)
+    monkeypatch.setattr("rmjudge.render.console.wants_json", lambda flag: flag)  # as on a terminal
+    result = invoke("models", "pull", "m", env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{gguf}  (2.0 MB, Q4_K_M, someone/m-GGUF@abc123)"
+    assert "found by a search" in result.stderr

@@ -79,8 +79,9 @@ def models_pull(
         console.print_json(data)
     else:
         print_pulled(resolved, data["size"])
-    if warning := models.memory_warning(resolved.path):
-        console.warn(warning)
+    for message in (resolved.note, models.memory_warning(resolved.path)):
+        if message:
+            console.warn(message)
 
 
 @models_app.command("info")
