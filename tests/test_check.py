@@ -22,7 +22,7 @@ from rmjudge.judge import Judge
 from rmjudge.render.check import report_line
 from rmjudge.session import JudgeOptions
 
-from .conftest import FakeEngine, run_cli
+from .conftest import FakeEngine, invoke_cli, run_cli
 
 EngineFactory = Callable[..., FakeEngine]
 
@@ -535,10 +535,10 @@ def test_cli_usage_and_input_errors_without_a_model(repo: Path) -> None:
         (["check", "a.md", "--model", str(repo / "absent.gguf")], ExitCode.MODEL, "absent.gguf"),
     ]
     for args, code, message in cases:
-        _assert_one_line_error(run_cli(*args, cwd=repo, env={"PRE_COMMIT": ""}), code, message)
+        _assert_one_line_error(invoke_cli(*args, cwd=repo, env={"PRE_COMMIT": ""}), code, message)
     write(repo / ".rmjudge.toml", "threshold = 'high'\n")
     message = ".rmjudge.toml: threshold: expected a number from 0 to 1"
-    _assert_one_line_error(run_cli("check", "a.md", cwd=repo), ExitCode.USAGE, message)
+    _assert_one_line_error(invoke_cli("check", "a.md", cwd=repo), ExitCode.USAGE, message)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, message: str) -> None:
@@ -550,7 +550,7 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, 
 
 def test_cli_unchanged_files_need_no_model(repo: Path) -> None:
     commit(repo, {"a.md": GOOD, "b.png": b"\x89PNG\x00"})
-    result = run_cli("check", "a.md", "b.png", "--model", str(repo / "absent.gguf"), cwd=repo)
+    result = invoke_cli("check", "a.md", "b.png", "--model", str(repo / "absent.gguf"), cwd=repo)
     assert result.returncode == ExitCode.OK, result.stderr
     assert result.stdout.splitlines() == [
         "· a.md  unchanged: same as HEAD",
