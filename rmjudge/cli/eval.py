@@ -79,7 +79,7 @@ def eval_command(
         _show({"a": a, "b": b, "metrics": rows}, lambda: report.comparison_view(rows, a, b), as_json)
         return
     if plot is not None:
-        from rmjudge.plot import check_plot_path
+        from rmjudge.render.plot import check_plot_path
 
         check_plot_path(plot)
     if mode == "from":
@@ -91,7 +91,7 @@ def eval_command(
         built = _judged(data, judge, protocol=protocol, limit=limit, maps=maps, full_rm_bench=full_rm_bench, out=out)
     _show(built, lambda: report.report_view(built), as_json)
     if plot is not None:
-        from rmjudge.plot import plot_report
+        from rmjudge.render.plot import plot_report
 
         plot_report(built, plot)
         console.print_line(f"wrote {plot}", console=console.stderr)
