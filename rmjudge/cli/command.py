@@ -65,8 +65,8 @@ def command(body: Body) -> Callable[..., None]:
     parameters = parameters_of(body)
     takes_debug = any(p.name == "debug" for p in parameters)
     if not takes_debug:
-        parameters.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False,
-                                            annotation=DebugOption))  # fmt: skip
+        debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOption)
+        parameters.append(debug)
 
     def run(**values: Any) -> None:
         debug = bool(values.pop("debug")) or os.environ.get("RMJUDGE_DEBUG") == "1"
