@@ -35,6 +35,7 @@ from tests.test_batch import (
     write_lines,
 )
 
+
 @pytest.fixture
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM handled as the command line handles it: by raising Terminated."""
