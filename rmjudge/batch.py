@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import orjson
 
-from rmjudge.errors import ContextTooLongError, ExitCode, RmjudgeError, UsageError
-from rmjudge.judge import Judge, Judgment
+from rmjudge.errors import ExitCode, RmjudgeError, UsageError
+from rmjudge.judge import Judge, Judgment, judge_along
 from rmjudge.records import Record, count_records, read_records, record_key, with_error
 from rmjudge.verdict import one_line_reason
 
@@ -367,46 +367,50 @@ def run_batch(
     total = count_records(source)
     remaining = None if total is None else max(total - len(done.keys), 0)
     warnings = 0
-    judge: Judge | None = None
+
+    def unresumed() -> Iterator[Record]:
+        """The input records after those the output already holds (--resume), checked against them."""
+        for index, record in enumerate(read_records(source, maps=maps)):
+            if summary.schema is None and record.schema is not None:
+                summary.schema = record.schema.name
+            if index < len(done.keys):
+                if record.key != done.keys[index]:
+                    raise UsageError(
+                        f"--resume: line {index + 1} of {output} is for {_key_text(done.keys[index])} but the "
+                        f"input has {_key_text(record.key)} there: resume with the same input and --map options"
+                    )
+                summary.resumed += 1
+                continue
+            yield record
+
+    def load() -> Judge:
+        update(description="loading")
+        loading = time.perf_counter()
+        judge = judge_factory()
+        summary.load_seconds = time.perf_counter() - loading
+        update(description="judging")
+        return judge
 
     with _Interrupts() as interrupts, _progress_bar(remaining, progress) as update:
         sink = _Sink(output_path, append=resume, interrupts=interrupts)
         try:
-            for index, record in enumerate(read_records(source, maps=maps)):
-                if summary.schema is None and record.schema is not None:
-                    summary.schema = record.schema.name
-                if index < len(done.keys):
-                    if record.key != done.keys[index]:
-                        raise UsageError(
-                            f"--resume: line {index + 1} of {output} is for {_key_text(done.keys[index])} but the "
-                            f"input has {_key_text(record.key)} there: resume with the same input and --map options"
-                        )
-                    summary.resumed += 1
+            # Many pairs are judged at once; each line is written as soon as it and all before it are done.
+            for record, outcome in judge_along(unresumed(), lambda record: record.pair, load):
+                if isinstance(outcome, Judgment):
+                    block = judgment_block(record, outcome, raw=raw)
+                    sink.write(output_row(record, block, flat=flat))
+                    summary.judged += 1
+                    summary.ties += outcome.winner == "tie"
+                    summary.forced += outcome.forced
+                    summary.cached += all(order.cached for order in outcome.orders)
+                    summary.engine_seconds += sum(order.seconds for order in outcome.orders)
+                    if record.label is not None:
+                        summary.labelled += 1
+                        summary.agreed += outcome.winner == record.label
+                    update(advance=1, ties=summary.ties, forced=summary.forced)
                     continue
-                if record.pair is not None:
-                    if judge is None:
-                        update(description="loading")
-                        loading = time.perf_counter()
-                        judge = judge_factory()
-                        summary.load_seconds = time.perf_counter() - loading
-                        update(description="judging")
-                    try:
-                        judgment = judge.judge(record.pair)
-                    except ContextTooLongError as error:
-                        record = with_error(record, error)
-                    else:
-                        block = judgment_block(record, judgment, raw=raw)
-                        sink.write(output_row(record, block, flat=flat))
-                        summary.judged += 1
-                        summary.ties += judgment.winner == "tie"
-                        summary.forced += judgment.forced
-                        summary.cached += all(order.cached for order in judgment.orders)
-                        summary.engine_seconds += sum(order.seconds for order in judgment.orders)
-                        if record.label is not None:
-                            summary.labelled += 1
-                            summary.agreed += judgment.winner == record.label
-                        update(advance=1, ties=summary.ties, forced=summary.forced)
-                        continue
+                if outcome is not None:  # the pair's own error (too long for the context)
+                    record = with_error(record, outcome)
                 assert record.error is not None
                 if strict:
                     raise LineFailed(record.line, record.error)
