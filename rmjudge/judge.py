@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -276,7 +276,7 @@ class Judge:
 
     def judge_many(
         self, pairs: Iterable[Request], orders: Sequence[str] | None = None
-    ) -> Iterator[Judgment | RmjudgeError]:
+    ) -> Generator[Judgment | RmjudgeError, None, None]:
         """Judge every pair, yielding in input order its Judgment or its own error (too long for the
         context, ...), each as soon as it and every pair before it are done.
 
@@ -317,7 +317,10 @@ class Judge:
                 self._store(pending[index][0], output)
                 yield from self._ready(planned)
         finally:
-            _close(outputs)  # stopped early (Ctrl-C, the caller stopped reading): the engine stops its work in flight
+            # Stopped early (Ctrl-C, the caller stopped reading): the engine stops its work in flight.
+            close = getattr(outputs, "close", None)  # generators have it; a plain iterator holds nothing to stop
+            if close is not None:
+                close()
         if planned:  # an engine must give every job's output: without this, the pairs would wait forever
             raise RuntimeError("the engine ended its run without the output of every job")
 
@@ -468,14 +471,8 @@ def judge_along(
             yield waiting.popleft()[0], outcome
             yield from passed_through()
     finally:
-        _close(outcomes)  # the consumer stopped early (an error, --strict): the engine stops too
+        outcomes.close()  # the consumer stopped early (an error, --strict): the engine stops too
     yield from passed_through()
-
-
-def _close(iterator: Iterator[Any]) -> None:
-    close = getattr(iterator, "close", None)  # generators have it; a plain iterator holds nothing to stop
-    if close is not None:
-        close()
 
 
 def _chain(first: Request, rest: Iterator[Request]) -> Iterator[Request]:

@@ -197,3 +197,11 @@ def test_family_is_detected_from_the_model(fake_engine_factory: EngineFactory) -
     engine = fake_engine_factory(metadata={"general.name": "RM-R1-DeepSeek-Distilled-Qwen-7B"})
     judge = Judge(engine=engine)
     assert judge.template.family == "reasoning" and judge.max_tokens == 4096
+
+
+def test_an_answer_end_inside_a_quote_does_not_stop_generation(fake_engine_factory: EngineFactory) -> None:
+    quoting = "<eval>A wrote <quote_A>it ends with </answer> here</quote_A>.</eval>\n<answer>[[B]]</answer>"
+    engine = fake_engine_factory(script=lambda _: quoting, probability_a=0.2)
+    order = Judge(engine=engine, template="instruct", order="ab").judge(PAIR).orders[0]
+    assert order.completion == quoting and order.stopped_by == "stop"
+    assert order.verdict == "B" and not order.forced and engine.probability_calls == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import pytest
 
 from rmjudge.batch import run_batch
 from rmjudge.cache import VerdictCache
-from rmjudge.errors import ContextTooLongError, ExitCode, ModelError
-from rmjudge.judge import JOBS_PER_SLOT, Judge, Judgment, judge_along
+from rmjudge.errors import ContextTooLongError, ExitCode, ModelError, RmjudgeError
+from rmjudge.judge import JOBS_PER_SLOT, Judge, Judgment, Request, judge_along
 from rmjudge.prompts import Pair
 
 from .fake_engine import FakeEngine, Reply
@@ -113,7 +113,7 @@ def test_judge_is_judge_many_of_one_pair() -> None:
 
 def test_each_request_may_carry_its_own_orders() -> None:
     fake = engine()
-    requests = [(pair(0), ("ba",)), pair(1), (pair(2), ["ab"])]
+    requests: list[Request] = [(pair(0), ("ba",)), pair(1), (pair(2), ["ab"])]
     outcomes = list(Judge(fake, template="instruct").judge_many(requests))
     assert [[o.order for o in j.orders] for j in outcomes if isinstance(j, Judgment)] == [["ba"], ["ab", "ba"], ["ab"]]
     assert fake.runs == [4]
@@ -332,3 +332,97 @@ def test_batch_error_lines_keep_their_place_among_orders_in_flight(tmp_path: Pat
     written = read_lines(out)
     assert [row["id"] for row in written] == ["p1", "p2", "long", "p4", "p5"]
     assert written[2]["rmjudge"]["exit_code"] == ExitCode.CONTEXT and (summary.judged, summary.failed) == (4, 1)
+
+
+# -- a real GGUF --------------------------------------------------------------------------------------
+
+REAL_PAIRS = [
+    Pair(question="What is the capital of France?", a="Paris.", b="Lyon."),
+    Pair(question="Name a prime number larger than ten.", a="Nine.", b="Eleven."),
+    Pair(question="How many legs does a spider have?", a="Eight.", b="Six."),
+    Pair(question="What colour is a clear daytime sky?", a="Green.", b="Blue."),
+    Pair(question="What is 7 times 6?", a="42.", b="36."),
+    Pair(question="Which planet is closest to the sun?", a="Venus.", b="Mercury."),
+    Pair(question="What is the boiling point of water at sea level in Celsius?", a="100 degrees.", b="90 degrees."),
+    Pair(question="Who wrote Hamlet?", a="Charles Dickens.", b="William Shakespeare."),
+]
+REAL_BUDGET = 16
+
+
+class InterruptingEngine:
+    """A real engine whose run raises KeyboardInterrupt after ``after`` outputs, as a Ctrl-C landing in
+    the decode loop would, with the other orders in flight."""
+
+    def __init__(self, engine: Any, after: int) -> None:
+        self.engine, self.info, self.after, self.outputs = engine, engine.info, after, 0
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self.engine.identity())
+
+    def format_prompt(self, messages: Any) -> Any:
+        return self.engine.format_prompt(messages)
+
+    def run(self, jobs: Any) -> Iterator[Any]:
+        outputs = self.engine.run(jobs)
+        try:
+            for output in outputs:
+                if self.outputs == self.after:
+                    raise KeyboardInterrupt
+                self.outputs += 1
+                yield output
+        finally:
+            outputs.close()
+
+
+def judgments(outcomes: Iterable[Judgment | RmjudgeError]) -> list[Judgment]:
+    found = list(outcomes)
+    assert all(isinstance(o, Judgment) for o in found), found
+    return [o for o in found if isinstance(o, Judgment)]
+
+
+def verdicts(outcomes: list[Judgment]) -> list[list[str]]:
+    return [[order.position_verdict for order in o.orders] for o in outcomes]
+
+
+@pytest.mark.model
+def test_real_parallel_4_gives_the_verdicts_of_parallel_1(gemma_path: Path) -> None:
+    options: dict[str, Any] = {"template": "instruct", "max_tokens": REAL_BUDGET}
+    one = judgments(Judge(model=str(gemma_path), parallel=1, **options).judge_many(REAL_PAIRS))
+    four_judge = Judge(model=str(gemma_path), parallel=4, **options)
+    assert four_judge.engine.info.parallel == 4
+    four = judgments(four_judge.judge_many(REAL_PAIRS))
+    assert verdicts(four) == verdicts(one)
+    for sequential, batched in zip(one, four):
+        for a, b in zip(sequential.orders, batched.orders):
+            assert b.probability_a == pytest.approx(a.probability_a, abs=0.05)
+            assert (b.tokens_in, b.forced) == (a.tokens_in, a.forced)
+
+
+@pytest.mark.model
+def test_real_interrupt_inside_the_engine_and_resume_lose_and_duplicate_nothing(
+    gemma_path: Path, tmp_path: Path
+) -> None:
+    from rmjudge.judge import load_engine
+
+    real = load_engine(gemma_path, parallel=4)
+    rows = [{"id": f"r{n}", "prompt": p.question, "chosen": p.a, "rejected": p.b} for n, p in enumerate(REAL_PAIRS, 1)]
+    source, out = write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
+    cache = VerdictCache(tmp_path / "v.sqlite3")
+    options: dict[str, Any] = {"template": "instruct", "max_tokens": REAL_BUDGET, "cache": cache}
+
+    interrupting = InterruptingEngine(real, after=7)
+    first = run_batch(str(source), str(out), lambda: Judge(interrupting, **options), progress=False)
+    assert first.interrupted and interrupting.outputs == 7
+    written = read_lines(out)
+    assert [row["id"] for row in written] == [row["id"] for row in rows[: len(written)]] and len(written) < 4
+
+    second = run_batch(str(source), str(out), lambda: Judge(real, **options), resume=True, progress=False)
+    assert (second.resumed, second.judged, second.exit_code) == (len(written), 8 - len(written), ExitCode.OK)
+    final = read_lines(out)
+    assert [row["id"] for row in final] == [row["id"] for row in rows] and final[: len(written)] == written
+    # The orders finished before the interrupt but not yet written came back from the cache.
+    cached = sum(order["cached"] for row in final[len(written) :] for order in row["rmjudge"]["orders"])
+    assert cached == 7 - 2 * len(written)
+    # An engine run stopped mid-flight leaves the engine as good as new: the same verdicts as one clean run.
+    clean = judgments(Judge(real, template="instruct", max_tokens=REAL_BUDGET).judge_many(REAL_PAIRS))
+    assert [[o["position_verdict"] for o in row["rmjudge"]["orders"]] for row in final] == verdicts(clean)
