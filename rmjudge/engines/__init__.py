@@ -51,21 +51,23 @@ class EngineOptions:
 EngineFactory = Callable[[EngineOptions], Engine]
 
 
-def _factories() -> dict[str, EngineFactory]:
+def _entries() -> dict[str, metadata.EntryPoint]:
     entries = {entry.name: entry for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     for name, value in BUILT_IN.items():
         entries.setdefault(name, metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
-    return {name: entry.load() for name, entry in entries.items()}
+    return entries
 
 
 def engine_names() -> list[str]:
-    return sorted(_factories())
+    return sorted(_entries())
 
 
 def build_engine(options: EngineOptions, name: str | None = None) -> Engine:
     """The engine ``name`` (default: ``http`` when endpoints are given, else ``llama``) built from ``options``."""
     name = name or ("http" if options.endpoints else "llama")
-    factories = _factories()
-    if name not in factories:
-        raise UsageError(f"unknown engine {name!r}: installed engines are {', '.join(sorted(factories)) or 'none'}")
-    return factories[name](options)
+    entries = _entries()
+    if name not in entries:
+        raise UsageError(f"unknown engine {name!r}: installed engines are {', '.join(sorted(entries)) or 'none'}")
+    # Only the engine asked for is imported: another engine's missing dependency or broken plugin is no concern here.
+    factory: EngineFactory = entries[name].load()
+    return factory(options)
