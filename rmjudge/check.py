@@ -415,7 +415,7 @@ def run_check(items: Iterable[CheckItem], judge_for: JudgeFactory) -> Iterator[F
             judge.check_fits(item.pair)  # every file of the group fits before the first is judged
             pairs.append(item.pair)
         # The group's files are judged at once; each result comes as soon as it and those before it are done.
-        for item, outcome in zip(groups[settings], judge.judge_many(pairs)):
+        for item, outcome in zip(groups[settings], judge.judge_many(pairs), strict=True):
             if isinstance(outcome, RmjudgeError):
                 raise outcome
             yield _result(item, outcome)

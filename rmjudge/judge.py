@@ -161,12 +161,13 @@ def load_engine(
     parallel: int | None = None,
     debug: bool = False,
 ) -> Engine:
-    """The llama engine on ``model``: an alias or hf:// spec is pulled on first use, a ResolvedModel used as it is."""
+    """The engine for a local GGUF (``build_engine``'s default, llama.cpp) on ``model``: an alias or hf://
+    spec is pulled on first use, a ResolvedModel is used as it is."""
     from rmjudge.models import resolve_model
 
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model) if model else None)
     options = EngineOptions(model=resolved, gpu_layers=gpu_layers, threads=threads, parallel=parallel, debug=debug)
-    return build_engine(options, "llama")
+    return build_engine(options)
 
 
 class Judge:
@@ -263,7 +264,7 @@ class Judge:
 
     def judge(self, pair: Pair, orders: Sequence[str] | None = None) -> Judgment:
         """Judge ``pair`` in each order (default: the judge's ``order``) and combine; raises the pair's error."""
-        outcome = next(self.judge_many([pair], orders))
+        [outcome] = self.judge_many([pair], orders)  # to the end: the engine's run ends as it should
         if isinstance(outcome, RmjudgeError):
             raise outcome
         return outcome

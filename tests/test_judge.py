@@ -177,7 +177,7 @@ def test_without_an_engine_the_llama_engine_is_built_on_the_model(
     Judge(model=str(model), parallel=3, threads=2, template="instruct")
     Judge(ResolvedModel(model, sha256="0" * 64), template="instruct")  # rmjudge 0.1's positional model
     [(options, name), (positional, _)] = built
-    assert name == "llama" and options.model is not None and options.model.path == model
+    assert name is None and options.model is not None and options.model.path == model  # the default: llama
     assert (options.parallel, options.threads) == (3, 2)
     assert positional.model == ResolvedModel(model, sha256="0" * 64)
     with pytest.raises(UsageError):
