@@ -24,23 +24,16 @@ from rmjudge.cache import VerdictCache, cache_key
 from rmjudge.engines import AnswerFormat, Engine, EngineOptions, Job, Output, Prompt, Sampling, build_engine
 from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageError
 from rmjudge.models import ResolvedModel
-from rmjudge.prompts import Pair, PromptTemplate, detect_family, load_template
-from rmjudge.verdict import PARSER_VERSION, Rationale, combine, parse_verdict
-
-try:
-    from rmjudge.verdict import forced_appendix, stop_counts  # type: ignore[attr-defined]
-except ImportError:  # TEMPORARY: until harden-verdict's verdict.py (which has both) is merged
-
-    def stop_counts(text: str, *, reasoning: bool) -> bool:
-        return parse_verdict(text, reasoning=reasoning).verdict is not None
-
-    def forced_appendix(text: str, *, reasoning: bool, probabilities_read: bool) -> str | None:
-        if probabilities_read and parse_verdict(text, reasoning=reasoning).verdict is not None:
-            return None
-        if reasoning and "</think>" not in text:
-            return "\n</think>\n\n<answer>[["
-        return ("\n\n" if text.strip() else "") + "<answer>[["
-
+from rmjudge.prompts import Message, Pair, PromptTemplate, detect_family, load_template
+from rmjudge.verdict import (
+    PARSER_VERSION,
+    Rationale,
+    block_left_open,
+    combine,
+    forced_appendix,
+    parse_verdict,
+    stop_counts,
+)
 
 ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
@@ -115,6 +108,7 @@ class _OrderPlan:
     """One order of a pair on its way: a cache hit (``stored``) or a job for the engine."""
 
     order: str
+    opened: str | None  # the quote block the template leaves open, where the completion starts
     key: str | None  # the verdict cache key (None without a cache)
     stored: dict[str, Any] | None  # what the cache holds for this order, once known
     cached: bool
@@ -135,20 +129,35 @@ def _messages(template: PromptTemplate, pair: Pair) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in template.render(pair)]
 
 
+def _block_the_template_opens(template: PromptTemplate, pair: Pair) -> str | None:
+    """The quote block a template leaves open at the end of its prompt (a custom one ending in
+    ``<quote_B>``), read with neutral texts in place of the judged ones: they cannot open one."""
+    neutral = Pair(
+        a="x",
+        b="x",
+        question=None if pair.question is None else "x",
+        conversation=tuple(Message(m.role, "x") for m in pair.conversation),
+    )
+    return block_left_open(template.render(neutral)[-1].content)
+
+
 def _checked_orders(orders: Sequence[str]) -> tuple[str, ...]:
     if not orders or any(order not in ("ab", "ba") for order in orders):
         raise UsageError(f"orders {list(orders)!r}: give one or both of 'ab' and 'ba'")
     return tuple(orders)
 
 
-def _answer_format(reasoning: bool) -> AnswerFormat:
+def _answer_format(reasoning: bool, opened: str | None) -> AnswerFormat:
     """RM-R1's answer markup, as the engine needs it: where generation may stop and where the verdict is read."""
 
     def accept_stop(text: str) -> bool:
-        return stop_counts(text, reasoning=reasoning)
+        # A </answer> inside a quote of a response, or inside the thinking, is not the end.
+        return stop_counts(text, reasoning=reasoning, opened=opened)
 
     def appendix(text: str, probabilities_read: bool) -> str | None:
-        return forced_appendix(text, reasoning=reasoning, probabilities_read=probabilities_read)
+        # No verdict (budget spent, or the model stopped without one): close the reasoning or the quote
+        # and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
+        return forced_appendix(text, reasoning=reasoning, probabilities_read=probabilities_read, opened=opened)
 
     return AnswerFormat(stop=STOP, probe=PROBE, choices=CHOICES, accept_stop=accept_stop, appendix=appendix)
 
@@ -215,7 +224,7 @@ class Judge:
         self.cache = cache
         self.template = load_template(template or detect_family(dict(engine.info.metadata)))
         self.max_tokens = DEFAULT_MAX_TOKENS[self.template.family] if max_tokens is None else max_tokens
-        self._answer = _answer_format(self.reasoning)
+        self._answers: dict[str | None, AnswerFormat] = {}  # by the block the template leaves open
         self._identity: dict[str, Any] | None = None
 
     @classmethod
@@ -329,21 +338,25 @@ class Judge:
 
     def _plan(self, request: Request, default: tuple[str, ...]) -> _PairPlan:
         pair, orders = (request, default) if isinstance(request, Pair) else (request[0], _checked_orders(request[1]))
+        opened = _block_the_template_opens(self.template, pair)
         try:
-            return _PairPlan([self._plan_order(pair, order) for order in orders])
+            return _PairPlan([self._plan_order(pair, order, opened) for order in orders])
         except PAIR_ERRORS as error:
             return _PairPlan([], error)  # none of this pair's orders runs
 
-    def _plan_order(self, pair: Pair, order: str) -> _OrderPlan:
+    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> _OrderPlan:
         messages = self.prompt_messages(pair, order)
         key = self._key(messages) if self.cache is not None else None
         stored = self.cache.get(key) if self.cache is not None and key is not None else None
         if stored is not None:
-            return _OrderPlan(order, key, stored, cached=True, job=None)
+            return _OrderPlan(order, opened, key, stored, cached=True, job=None)
         prompt = self.engine.format_prompt(messages)
         # A long prompt leaves less room to reason; the verdict is forced when that runs out.
         budget = min(self.max_tokens, self._room(prompt))
-        return _OrderPlan(order, key, None, cached=False, job=Job(prompt, budget, self.sampling, self._answer))
+        if opened not in self._answers:
+            self._answers[opened] = _answer_format(self.reasoning, opened)
+        job = Job(prompt, budget, self.sampling, self._answers[opened])
+        return _OrderPlan(order, opened, key, None, cached=False, job=job)
 
     def _key(self, messages: list[dict[str, str]]) -> str:
         # The key holds what fixes the budget (max_tokens and the model's context, with the messages)
@@ -378,7 +391,7 @@ class Judge:
 
     def _store(self, plan: _OrderPlan, output: Output) -> None:
         """An order's output as the verdict cache holds it, stored at once (an interrupted run keeps it)."""
-        forced = parse_verdict(output.text, reasoning=self.reasoning).verdict is None
+        forced = parse_verdict(output.text, reasoning=self.reasoning, opened=plan.opened).verdict is None
         probabilities = dict(output.choice_probabilities)
         completion = output.text
         if forced:  # the engine read the verdict after the appendix: write it out as the model would have
@@ -414,7 +427,7 @@ class Judge:
     def _order_judgment(self, plan: _OrderPlan) -> OrderJudgment:
         stored, order = plan.stored, plan.order
         assert stored is not None
-        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning)
+        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning, opened=plan.opened)
         position_verdict = parsed.verdict or max(stored["probabilities"], key=stored["probabilities"].get)
         p_position_a = stored["probabilities"]["A"]
         verdict = position_verdict if order == "ab" else {"A": "B", "B": "A"}[position_verdict]

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rmjudge.engines.base import EngineInfo, Job, Output, Prompt
@@ -58,6 +59,7 @@ class FakeEngine:
     and what was generated up to the reading); ``raise_when(engine)`` is asked before every decode
     step and raises what it returns (an error, or KeyboardInterrupt as a Ctrl-C would)."""
 
+    path: Path | None = None  # a stand-in model file: the identity is its sha256, as a GGUF's is
     script: Script = lambda prompt: DEFAULT_REPLY
     probability_a: Probability = 0.75
     context: int = 100_000
@@ -79,6 +81,8 @@ class FakeEngine:
     abandoned: int = 0  # jobs never finished because a run was stopped (an error, Ctrl-C, closed early)
 
     def __post_init__(self) -> None:
+        if self.path is not None:
+            self.path.write_bytes(b"GGUF fake model")
         self.info = EngineInfo(
             name=self.model_name,
             metadata=dict(self.metadata),
@@ -92,8 +96,14 @@ class FakeEngine:
 
     def identity(self) -> dict[str, Any]:
         self.identity_calls += 1
-        digest = hashlib.sha256(f"fake model {self.model_name}".encode()).hexdigest()
-        return {"id": digest, "file": f"{self.model_name}.gguf", "sha256": digest, "gguf_name": self.model_name}
+        if self.path is not None:  # read now: a test may write other "weights" after building the engine
+            digest, file = hashlib.sha256(self.path.read_bytes()).hexdigest(), self.path.name
+        else:
+            digest, file = (
+                hashlib.sha256(f"fake model {self.model_name}".encode()).hexdigest(),
+                f"{self.model_name}.gguf",
+            )
+        return {"id": f"sha256:{digest}", "file": file, "sha256": digest, "gguf_name": self.model_name}
 
     def format_prompt(self, messages: Sequence[Mapping[str, str]]) -> Prompt:
         self.format_calls += 1
