@@ -211,6 +211,8 @@ class Judge:
             raise UsageError(f"--order {order!r}: use both, ab or ba")
         if max_tokens is not None and max_tokens < 0:
             raise UsageError("--max-tokens must be 0 or more (0: no reasoning, verdict from probabilities)")
+        # A template named here is checked before any model is read: a typo costs no load.
+        named_template = load_template(template) if template else None
         if engine is None or isinstance(engine, (str, Path, ResolvedModel)):
             if engine is not None and model is not None:
                 raise UsageError("give the model once: Judge(model=...) or Judge(engine)")
@@ -222,7 +224,7 @@ class Judge:
         self.order = order
         self.sampling = sampling or Sampling()
         self.cache = cache
-        self.template = load_template(template or detect_family(dict(engine.info.metadata)))
+        self.template = named_template or load_template(detect_family(dict(engine.info.metadata)))
         self.max_tokens = DEFAULT_MAX_TOKENS[self.template.family] if max_tokens is None else max_tokens
         self._answers: dict[str | None, AnswerFormat] = {}  # by the block the template leaves open
         self._identity: dict[str, Any] | None = None

@@ -205,3 +205,12 @@ def test_an_answer_end_inside_a_quote_does_not_stop_generation(fake_engine_facto
     order = Judge(engine=engine, template="instruct", order="ab").judge(PAIR).orders[0]
     assert order.completion == quoting and order.stopped_by == "stop"
     assert order.verdict == "B" and not order.forced and engine.probability_calls == []
+
+
+def test_a_bad_template_is_refused_before_the_engine_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    def build(options: EngineOptions, name: str | None = None) -> FakeEngine:
+        raise AssertionError("no engine may be built for a judge with a bad template")
+
+    monkeypatch.setattr("rmjudge.judge.build_engine", build)
+    with pytest.raises(UsageError, match="no-such-template"):
+        Judge(model="any.gguf", template="no-such-template")
