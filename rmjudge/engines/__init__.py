@@ -42,6 +42,7 @@ class EngineOptions:
     gpu_layers: int | None = None
     threads: int | None = None
     parallel: int | None = None  # sequences decoded at once (None: the engine's measured default)
+    speculative: int = 0  # prompt-lookup draft length, 0: off (the llama engine; exact at greedy decoding)
     endpoints: tuple[str, ...] = ()  # OpenAI-compatible servers (the http engine)
     concurrency: int | None = None  # requests in flight per endpoint
     api_key: str | None = None
