@@ -113,7 +113,7 @@ def build_judge(
 ) -> Any:
     """The Judge that the options describe, with the shared verdict cache unless --no-cache."""
     from rmjudge.cache import VerdictCache
-    from rmjudge.engine import Sampling
+    from rmjudge.engines import Sampling
     from rmjudge.judge import Judge
     from rmjudge.models import memory_warning, resolve_model
     from rmjudge.render import stderr

@@ -42,8 +42,8 @@ def test_qwen_prompt_tokens_are_the_chatml_rendering_of_rm_r1_messages(qwen_engi
         f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
     )
     assert prompt.text == expected
-    assert list(prompt.tokens) == qwen_engine._markup_tokens(expected)
-    im_start = qwen_engine._markup_tokens("<|im_start|>")
+    assert list(prompt.tokens) == qwen_engine.tokenize(expected)
+    im_start = qwen_engine.tokenize("<|im_start|>")
     assert len(im_start) == 1 and prompt.tokens.count(im_start[0]) == 3
     assert qwen_engine.info.chat_format == "gguf"
 

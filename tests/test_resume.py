@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from rmjudge.batch import BatchSummary, _line_start, error_block, output_row, run_batch
 from rmjudge.cache import VerdictCache
-from rmjudge.engine import Sampling
+from rmjudge.engines import Sampling
 from rmjudge.errors import ExitCode, InputError, OutputError, UsageError
 from rmjudge.judge import Judge
 from rmjudge.records import Record

@@ -183,14 +183,16 @@ class LlamaEngine:
         # The template writes its own special tokens (BOS included), as llama-cpp-python does; the
         # judged texts inside it never become special tokens.
         text, spans = render_with_spans(lambda formatted: self._formatter(messages=formatted).prompt, messages)
-        return Prompt(text=text, tokens=tuple(safe_tokens(text, spans, self._tokenize)))
+        return Prompt(text=text, tokens=tuple(safe_tokens(text, spans, self.tokenize)))
 
-    def _tokenize(self, text: str, special: bool) -> list[int]:
+    def tokenize(self, text: str, special: bool = True) -> list[int]:
+        """Tokens of a continuation (no BOS); ``special``: control-token strings become control tokens,
+        as in markup rmjudge writes itself (an appendix), never in judged texts."""
         return list(self._model.tokenize(text.encode(), add_bos=False, special=special))
 
-    def _markup_tokens(self, text: str) -> list[int]:
-        """Tokens of markup written by rmjudge itself (an appendix): special tokens parsed, no BOS."""
-        return self._tokenize(text, special=True)
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens`` as the model reads it; control tokens render as nothing."""
+        return _decode(bytearray(b"".join(self._piece(token) for token in tokens)))
 
     def _piece(self, token: int) -> bytes:
         # llama-cpp-python's own token_to_piece returns its whole buffer, NUL padding included.
@@ -206,7 +208,7 @@ class LlamaEngine:
 
     def _choice_token_ids(self, choices: tuple[str, ...]) -> list[int]:
         if choices not in self._choice_ids:
-            self._choice_ids[choices] = [self._markup_tokens(choice)[0] for choice in choices]
+            self._choice_ids[choices] = [self.tokenize(choice)[0] for choice in choices]
         return self._choice_ids[choices]
 
     def _probabilities(self, logits: np.ndarray, choices: tuple[str, ...]) -> dict[str, float]:
@@ -526,7 +528,7 @@ class _Scheduler:
         seq.feed = list(seq.prompt[seq.shared :])
         seq.evaluated_prompt = len(seq.feed)
         if seq.job.max_tokens == 0 and seq.appendix is not None:
-            seq.feed += self.engine._markup_tokens(seq.appendix)  # read the verdict straight after the prompt
+            seq.feed += self.engine.tokenize(seq.appendix)  # read the verdict straight after the prompt
         seq.phase = "prompt"
 
     def _resolve_waits(self) -> None:
@@ -648,7 +650,7 @@ class _Scheduler:
             return
         in_cache = len(self.engine.kv_tokens(seq.seq_id)) - len(seq.prompt)
         seq.appendix = appendix
-        seq.feed = seq.generated[in_cache:] + self.engine._markup_tokens(appendix)  # the last token is not in yet
+        seq.feed = seq.generated[in_cache:] + self.engine.tokenize(appendix)  # the last token is not in yet
         seq.phase = "appendix"
 
     def _finish(self, seq: _Sequence) -> None:
