@@ -6,7 +6,7 @@ by installing a package, with no edit here or in ``judge.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,7 @@ class EngineOptions:
     parallel: int | None = None  # sequences decoded at once (None: the engine's measured default)
     endpoints: tuple[str, ...] = ()  # OpenAI-compatible servers (the http engine)
     concurrency: int | None = None  # requests in flight per endpoint
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr, a log or an error
     debug: bool = False
 
 
