@@ -241,6 +241,9 @@ class FakeServer:
         budget = body.get("n_predict", body.get("max_tokens", 16))
         stops = body.get("stop") or []
         planned = self.script(prompt_text)
+        # A continuation (the prompt ends with part of what the script says): go on from there.
+        done = next((k for k in range(len(planned), 0, -1) if prompt_text.endswith(planned[:k])), 0)
+        planned = planned[done:]
         text, entries, finish = "", [], "length"
         for i in range(budget + 1):
             before = prompt_text + text

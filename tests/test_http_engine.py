@@ -26,7 +26,10 @@ from tests.fakeserver import FakeServer
 
 pytestmark = pytest.mark.model
 
-SERVER_CONTEXT = 1536  # llama-cpp-python keeps logits for every position: n_ctx x 262k floats for Gemma 3
+# llama-cpp-python's server keeps the logits of every position (n_ctx x 262k floats for Gemma 3) and turns
+# all of them into log-probabilities for each request that asks for some, in Python: its requests cost in
+# proportion to prompt length x vocabulary. The tests that generate use a compact judging prompt.
+SERVER_CONTEXT = 1536
 POLICY = RetryPolicy(read_timeout=120.0, backoff=0.05, max_backoff=0.2, cooldown=0.5, max_set_asides=2)
 
 
@@ -118,8 +121,25 @@ def real_pairs(count: int) -> list[Pair]:
     raise AssertionError("not enough short pairs")
 
 
-def messages(pair: Pair) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in load_template("instruct").render(pair)]
+def messages(pair: Pair, template: str = "instruct") -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in load_template(template).render(pair)]
+
+
+COMPACT = {
+    "system.j2": "You compare two answers to a question and say which is better.",
+    "single_turn.j2": "Question: {{ question }}\n[A] {{ answer_a }}\n[B] {{ answer_b }}\n"
+    "Think briefly, then write <answer>[[A]]</answer> or <answer>[[B]]</answer>.",
+    "multi_turn.j2": "{{ conversation_1 }}\n{{ conversation_2 }}",
+}
+
+
+@pytest.fixture(scope="module")
+def compact(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A short judging prompt (a --template directory): RM-R1's is ~900 tokens, too slow on this server."""
+    directory = tmp_path_factory.mktemp("compact-template")
+    for name, text in COMPACT.items():
+        (directory / name).write_text(text)
+    return str(directory)
 
 
 # -- the in-process engine on the same file ---------------------------------------------------------
@@ -199,11 +219,11 @@ def test_prompts_are_the_in_process_ones_byte_for_byte(gemma_server: str, gemma_
             assert ours.tokens == theirs.tokens
 
 
-def test_greedy_outputs_are_the_in_process_ones(gemma_server: str, gemma_path: Path) -> None:
+def test_greedy_outputs_are_the_in_process_ones(gemma_server: str, gemma_path: Path, compact: str) -> None:
     http = HttpEngine([gemma_server], policy=POLICY)
     local = in_process(gemma_path)
     jobs = [
-        Job(prompt=http.format_prompt(messages(pair)), max_tokens=24, sampling=Sampling(), answer=ANSWER)
+        Job(prompt=http.format_prompt(messages(pair, compact)), max_tokens=12, sampling=Sampling(), answer=ANSWER)
         for pair in real_pairs(8)
     ]
     ours = dict(http.run(jobs))
@@ -220,10 +240,11 @@ def test_greedy_outputs_are_the_in_process_ones(gemma_server: str, gemma_path: P
         assert got.extra["endpoint"] == gemma_server
 
 
-def test_text_only_server_warns_once_per_run(gemma_server: str) -> None:
+def test_text_only_server_warns_once_per_run(gemma_server: str, compact: str) -> None:
     warnings: list[str] = []
     http = HttpEngine([gemma_server], policy=POLICY, warn=warnings.append)
-    job = Job(prompt=http.format_prompt(messages(real_pairs(1)[0])), max_tokens=0, sampling=Sampling(), answer=ANSWER)
+    chat = messages(real_pairs(1)[0], compact)
+    job = Job(prompt=http.format_prompt(chat), max_tokens=0, sampling=Sampling(), answer=ANSWER)
     list(http.run([job]))
     list(http.run([job]))
     assert len(warnings) == 1 and "text only" in warnings[0] and gemma_server in warnings[0]
@@ -248,14 +269,16 @@ def test_a_template_from_llama_server_props_renders_and_tokenizes_as_in_process(
 # -- (b) two instances ------------------------------------------------------------------------------
 
 
-def test_two_instances_share_the_work_and_one_killed_mid_run_loses_nothing(gemma_server: str, gemma_path: Path) -> None:
+def test_two_instances_share_the_work_and_one_killed_mid_run_loses_nothing(
+    gemma_server: str, gemma_path: Path, compact: str
+) -> None:
     with llama_cpp_server(gemma_path) as (second, process):
         http = HttpEngine([gemma_server, second], concurrency=1, policy=POLICY)
         assert http.info.parallel == 2
         jobs = [
-            Job(prompt=http.format_prompt(messages(pair)), max_tokens=8, sampling=Sampling(), answer=ANSWER)
-            for pair in real_pairs(8)
-            for pair in (pair, pair.swapped())
+            Job(prompt=http.format_prompt(messages(order, compact)), max_tokens=8, sampling=Sampling(), answer=ANSWER)
+            for pair in real_pairs(6)
+            for order in (pair, pair.swapped())
         ]
         seen: dict[int, Output] = {}
         order: list[str] = []

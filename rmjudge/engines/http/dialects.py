@@ -27,7 +27,10 @@ from typing import Any
 from rmjudge.engines.base import Sampling
 from rmjudge.engines.http.client import HttpStatusError, ServerAnswerError
 
-TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs); the verdict's choices are far inside it
+TOP_LOGPROBS = 20  # per generated token: vLLM's default cap (--max-logprobs); a judge's choices are far inside it
+# For the one verdict token after an appendix, where the server has no cap (llama.cpp's servers): a small
+# model's choices may rank lower there, and one position's 100 entries cost nothing.
+VERDICT_TOP_LOGPROBS = 100
 # llama.cpp's built-in template, what llama-server reports for a GGUF without one of its own (rmjudge
 # then formats plain text, as the in-process engine does for such a model).
 LLAMA_CPP_CHATML_FALLBACK = (
@@ -303,10 +306,18 @@ def render(call: Call, facts: ServerFacts, messages: Sequence[Mapping[str, str]]
 
 
 def completion_request(
-    facts: ServerFacts, prompt: Sequence[int] | str, *, max_tokens: int, stop: str | None, sampling: Sampling
+    facts: ServerFacts,
+    prompt: Sequence[int] | str,
+    *,
+    max_tokens: int,
+    stop: str | None,
+    sampling: Sampling,
+    verdict: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """The route and body of one completion with the top log-probabilities at every generated token."""
+    """The route and body of one completion with the top log-probabilities at every generated token
+    (``verdict``: one token whose log-probabilities are all that is wanted)."""
     prompt_value: list[int] | str = prompt if isinstance(prompt, str) else list(prompt)
+    top = VERDICT_TOP_LOGPROBS if verdict and facts.dialect in ("llama-server", "llama-cpp-python") else TOP_LOGPROBS
     stops = [stop] if stop else []
     if facts.dialect == "llama-server":
         # The native route: it says why generation stopped and returns the generated token ids.
@@ -314,7 +325,7 @@ def completion_request(
             "prompt": prompt_value,
             "n_predict": max_tokens,
             "stop": stops,
-            "n_probs": TOP_LOGPROBS,
+            "n_probs": top,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "top_k": 0,
@@ -330,7 +341,7 @@ def completion_request(
         "prompt": prompt_value,
         "max_tokens": max_tokens,
         "stop": stops,
-        "logprobs": TOP_LOGPROBS,
+        "logprobs": top,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "seed": sampling.seed,

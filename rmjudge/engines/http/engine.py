@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -187,28 +188,31 @@ class HttpEngine:
 
     def format_prompt(self, messages: Sequence[Mapping[str, str]]) -> Prompt:
         facts = self._facts
-        if facts.server_renders:
-            text = self._on_any(lambda call: dialects.render(call, facts, messages))
-        elif facts.chat_template:
-            self._formatter = self._formatter or _formatter(facts)
-            text = self._formatter(messages=[dict(m) for m in messages]).prompt
-        else:
+        if not facts.server_renders and not facts.chat_template:
             # No chat template (a base model): plain text, messages separated by blank lines, BOS as the
             # vocabulary asks: exactly what the in-process engine does.
             text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-            tokens = self._tokenize(text, special=False, bos=True)
-            return Prompt(text=text, tokens=tuple(tokens))
-        if not facts.takes_token_ids:
+            return Prompt(text=text, tokens=tuple(self._tokenize(text, special=False, bos=True)))
+        render = self._render
+        if not facts.takes_token_ids:  # the server tokenizes the text itself: these are the ids it will use
+            text = render([dict(m) for m in messages])
             return Prompt(text=text, tokens=tuple(self._tokenize(self._server_text(text), special=True, bos=True)))
-        return Prompt(text=text, tokens=tuple(self._template_tokens(text, messages)))
+        chat = _chat()
+        if chat is None:
+            text = render([dict(m) for m in messages])
+            return Prompt(text=text, tokens=tuple(self._tokenize(text, special=True)))
+        # The template's markup is parsed into control tokens, the judged texts never are.
+        text, spans = chat.render_with_spans(render, messages)
+        tokens = chat.safe_tokens(text, spans, lambda part, special: self._tokenize(part, special=special))
+        return Prompt(text=text, tokens=tuple(tokens))
 
-    def _template_tokens(self, text: str, messages: Sequence[Mapping[str, str]]) -> list[int]:
-        # As the in-process engine: the template's own markup is parsed into control tokens.
-        # TODO(integrator): once rmjudge.chat lands, text, spans = render_with_spans(render, messages)
-        # and safe_tokens(text, spans, lambda t, special: self._tokenize(t, special=special)), as the
-        # in-process engine will, so markup inside the judged texts never becomes a control token.
-        del messages
-        return self._tokenize(text, special=True)
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        """The chat template applied to ``messages``: by the server, or here with the model's own template."""
+        facts = self._facts
+        if facts.server_renders:
+            return str(self._on_any(lambda call: dialects.render(call, facts, messages)))
+        self._formatter = self._formatter or _formatter(facts)
+        return str(self._formatter(messages=messages).prompt)
 
     def _tokenize(self, text: str, *, special: bool, bos: bool = False) -> list[int]:
         facts = self._facts
@@ -298,9 +302,12 @@ class HttpEngine:
         stopped: Callable[[], bool],
     ) -> tuple[Endpoint, Completion]:
         facts = self._facts
+        verdict = stop is None
 
         def operation(endpoint: Endpoint) -> Completion:
-            path, body = dialects.completion_request(facts, prompt, max_tokens=max_tokens, stop=stop, sampling=sampling)
+            path, body = dialects.completion_request(
+                facts, prompt, max_tokens=max_tokens, stop=stop, sampling=sampling, verdict=verdict
+            )
             try:
                 answer = self._endpoints.call(endpoint, "POST", path, body)
             except HttpStatusError as error:
@@ -335,6 +342,7 @@ class _JobRun:
         self.generated = 0
         self.evaluated: int | None = None
         self.prompt_seconds = 0.0
+        self.unread = False  # the verdict's probabilities could not be read: an even split stands for them
 
     def run(self) -> Output:
         started = time.perf_counter()
@@ -365,7 +373,11 @@ class _JobRun:
             evaluated_prompt_tokens=self.evaluated if self.evaluated is not None else len(job.prompt.tokens),
             seconds=time.perf_counter() - started,
             prompt_seconds=self.prompt_seconds,
-            extra={"endpoint": self.endpoint.url if self.endpoint else None, "requests": self.requests},
+            extra={
+                "endpoint": self.endpoint.url if self.endpoint else None,
+                "requests": self.requests,
+                **({"verdict_unread": True} if self.unread else {}),
+            },
         )
 
     def _prompt(self, appendix: str) -> list[int] | str:
@@ -417,11 +429,20 @@ class _JobRun:
         top = completion.positions[0].top if completion.positions else {}
         probabilities = self.engine._probabilities(top, self.job.answer.choices)
         if probabilities is None:
-            raise ServerAnswerError(
-                f"{self.endpoint.url if self.endpoint else 'the server'} gave no probability for any of "
-                f"{', '.join(self.job.answer.choices)} after the verdict's opening: is it the judge model?"
-            )
+            # None of the choices among the top log-probabilities (a model that is no judge): all of
+            # them rank below the last one listed, and nothing tells them apart.
+            self.unread = True
+            choices = self.job.answer.choices
+            probabilities = {choice: 1.0 / len(choices) for choice in choices}
         self.probabilities = probabilities
+
+
+def _chat() -> Any:
+    """rmjudge.chat (render_with_spans, safe_tokens), which the hardening work adds; None before it lands."""
+    try:
+        return importlib.import_module("rmjudge.chat")
+    except ImportError:  # TODO(integrator): drop this fallback once rmjudge/chat.py is on main
+        return None
 
 
 def _next(
