@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class ServerFacts:
     eos_token: str = ""
     metadata: Mapping[str, object] = field(default_factory=dict, repr=False)  # the prompt-family hint
     local_gguf: Path | None = None  # llama-cpp-python: the model file, when it is on this machine
+    bos_id: int | None = None  # llama-cpp-python: the BOS its tokenizer route adds where the vocabulary asks
 
     @property
     def takes_token_ids(self) -> bool:
@@ -80,10 +81,11 @@ class Completion:
     text: str  # without the stop word
     token_ids: list[int] | None  # without an end-of-generation token; None: the server does not say
     positions: list[Position]
-    finish: str  # "word" (the stop word), "eos" or "length"
+    finish: str  # "word" (the stop word), "eos", "length", or "stop" (one of the first two, not told apart)
     model: str | None
     evaluated_prompt_tokens: int | None = None
     prompt_seconds: float = 0.0
+    generated_tokens: int | None = None  # as the server counts them (usage.completion_tokens)
 
 
 # -- recognising a server ------------------------------------------------------------------------
@@ -187,12 +189,7 @@ def _llama_cpp_python(call: Call, url: str) -> ServerFacts:
             "--model_alias, or use llama.cpp's llama-server (it reports its template)"
         )
     metadata = gguf.read_metadata(path)
-    tokens = metadata.get("tokenizer.ggml.tokens")
-
-    def token_text(key: str) -> str:
-        index = metadata.get(key)
-        return str(tokens[index]) if isinstance(tokens, list) and isinstance(index, int) else ""
-
+    bos_id, bos_text, eos_text = _special_tokens(path)
     return ServerFacts(
         dialect="llama-cpp-python",
         model=str(model["id"]),
@@ -202,10 +199,27 @@ def _llama_cpp_python(call: Call, url: str) -> ServerFacts:
         slots=1,  # one request at a time: the server holds a global lock around the model
         chat_template=gguf.chat_template(metadata),
         server_renders=False,
-        bos_token=token_text("tokenizer.ggml.bos_token_id"),
-        eos_token=token_text("tokenizer.ggml.eos_token_id"),
+        bos_token=bos_text,
+        eos_token=eos_text,
         metadata=metadata,
         local_gguf=path,
+        bos_id=bos_id,
+    )
+
+
+def _special_tokens(path: Path) -> tuple[int | None, str, str]:
+    """The BOS id and the BOS and EOS texts of a GGUF, as the in-process engine reads them (vocabulary only)."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+    bos, eos = model.token_bos(), model.token_eos()
+    return (
+        bos if bos != -1 else None,
+        model.token_get_text(bos) if bos != -1 else "",
+        model.token_get_text(eos) if eos != -1 else "",
     )
 
 
@@ -243,14 +257,7 @@ def tokenize(call: Call, facts: ServerFacts, text: str, *, special: bool, bos: b
     if facts.dialect == "llama-cpp-python":
         # Always as the completion route will: BOS added where the vocabulary asks, markup parsed.
         ids = _token_list(call("POST", "/extras/tokenize", {"input": text}), facts)
-        if (
-            not bos
-            and ids
-            and facts.bos_token
-            and ids[:1] == _token_list(call("POST", "/extras/tokenize", {"input": ""}), facts)
-        ):
-            ids = ids[1:]
-        return ids
+        return ids[1:] if not bos and ids[:1] == [facts.bos_id] else ids
     # vLLM and SGLang tokenize with Hugging Face tokenizers, which always turn a control token's
     # text into the control token: where one may be in the text, it is cut there and the parts
     # tokenized apart, so no part holds a whole control token.
@@ -341,11 +348,12 @@ def completion_request(
         "prompt": prompt_value,
         "max_tokens": max_tokens,
         "stop": stops,
-        "logprobs": top,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "seed": sampling.seed,
     }
+    if wants_logprobs(facts, verdict):
+        body["logprobs"] = top
     if facts.dialect == "llama-cpp-python":
         # Its request defaults sample (top_k 40, min_p 0.05, repeat_penalty 1.1): switch them off.
         body.update(top_k=0, min_p=0.0, repeat_penalty=1.0)
@@ -354,7 +362,19 @@ def completion_request(
     return "/v1/completions", body
 
 
-def parse_completion(answer: Any, facts: ServerFacts, stop: str | None, url: str) -> Completion:
+def wants_logprobs(facts: ServerFacts, verdict: bool) -> bool:
+    """Whether a request asks for log-probabilities at every generated token.
+
+    llama-cpp-python's server turns the logits of every position into log-probabilities and sorts the
+    whole vocabulary per token, in Python: seconds per token for a large vocabulary. It generates
+    without them; the verdict position is read with a request of its own.
+    """
+    return verdict or facts.dialect != "llama-cpp-python"
+
+
+def parse_completion(
+    answer: Any, facts: ServerFacts, stop: str | None, url: str, *, verdict: bool = False
+) -> Completion:
     """A completion answer in any of the shapes, or one line saying what is missing and what to change."""
     if not isinstance(answer, dict):
         raise ServerAnswerError(f"{url} answered a completion with {type(answer).__name__}, not an object")
@@ -368,17 +388,23 @@ def parse_completion(answer: Any, facts: ServerFacts, stop: str | None, url: str
     if not isinstance(text, str):
         raise ServerAnswerError(f"{url} answered a completion without its text")
     logprobs = choice.get("logprobs")
-    if not isinstance(logprobs, dict):
-        raise ServerAnswerError(f"{url} answered without log-probabilities: {logprobs_hint(facts)}")
-    positions = _chat_positions(logprobs["content"], url) if "content" in logprobs else _legacy_positions(logprobs, url)
+    positions: list[Position] = []
+    if wants_logprobs(facts, verdict):
+        if not isinstance(logprobs, dict):
+            raise ServerAnswerError(f"{url} answered without log-probabilities: {logprobs_hint(facts)}")
+        chat_shape = "content" in logprobs
+        positions = _chat_positions(logprobs["content"], url) if chat_shape else _legacy_positions(logprobs, url)
     ids = choice.get("token_ids")
     token_ids = [int(t) for t in ids] if isinstance(ids, list) else None
     finish = _finish(choice.get("finish_reason"), text, positions, stop)
+    if finish == "eos" and not positions and choice.get("finish_reason") == "stop":
+        finish = "stop"  # without log-probabilities: the stop word or an end token, the engine tells which
     if finish == "word" and stop and text.endswith(stop):
         text = text[: -len(stop)]
     if finish == "eos" and facts.dialect != "llama-cpp-python" and token_ids and len(token_ids) == len(positions):
         token_ids = token_ids[:-1]  # the end-of-generation token is counted and listed, rmjudge keeps it out
     usage: dict[str, Any] = answer["usage"] if isinstance(answer.get("usage"), dict) else {}
+    generated = usage.get("completion_tokens")
     evaluated = None
     if isinstance(usage.get("prompt_tokens"), int):
         details = usage.get("prompt_tokens_details") or {}
@@ -390,6 +416,7 @@ def parse_completion(answer: Any, facts: ServerFacts, stop: str | None, url: str
         finish=finish,
         model=str(answer["model"]) if answer.get("model") else None,
         evaluated_prompt_tokens=evaluated,
+        generated_tokens=generated if isinstance(generated, int) else None,
     )
 
 
@@ -484,6 +511,13 @@ def choice_probabilities(
 
 
 _PROBE_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def probe_matches(text: str, probe: str) -> Iterator[int]:
+    """Where in ``text`` a ``probe`` ends (whitespace allowed before each ``[``): where the choices are read."""
+    pattern = re.compile(re.escape(probe).replace(r"\[", r"\s*\["))
+    for match in pattern.finditer(text):
+        yield match.end()
 
 
 def ends_with_probe(text: str, probe: str) -> bool:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -21,10 +20,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
+from rmjudge.chat import render_with_spans, safe_tokens
 from rmjudge.engines import EngineOptions
 from rmjudge.engines.base import EngineInfo, Job, Output, Prompt, Sampling
 from rmjudge.engines.http import dialects
@@ -125,9 +126,9 @@ class HttpEngine:
         call = self._caller(endpoint)
         facts = dialects.describe(call, endpoint.url)
         path, body = dialects.completion_request(
-            facts, FINGERPRINT_PROMPT, max_tokens=1, stop=None, sampling=Sampling()
+            facts, FINGERPRINT_PROMPT, max_tokens=1, stop=None, sampling=Sampling(), verdict=True
         )
-        completion = dialects.parse_completion(call("POST", path, body), facts, None, endpoint.url)
+        completion = dialects.parse_completion(call("POST", path, body), facts, None, endpoint.url, verdict=True)
         if not completion.positions:
             raise ServerAnswerError(f"{endpoint.url} generated nothing for a one-token probe: is the model loaded?")
         top = sorted(completion.positions[0].top.items(), key=lambda item: -item[1])[:FINGERPRINT_TOP]
@@ -197,13 +198,9 @@ class HttpEngine:
         if not facts.takes_token_ids:  # the server tokenizes the text itself: these are the ids it will use
             text = render([dict(m) for m in messages])
             return Prompt(text=text, tokens=tuple(self._tokenize(self._server_text(text), special=True, bos=True)))
-        chat = _chat()
-        if chat is None:
-            text = render([dict(m) for m in messages])
-            return Prompt(text=text, tokens=tuple(self._tokenize(text, special=True)))
-        # The template's markup is parsed into control tokens, the judged texts never are.
-        text, spans = chat.render_with_spans(render, messages)
-        tokens = chat.safe_tokens(text, spans, lambda part, special: self._tokenize(part, special=special))
+        # The template's markup is parsed into control tokens, the judged texts never are (as in-process).
+        text, spans = render_with_spans(render, messages)
+        tokens = safe_tokens(text, spans, lambda part, special: self._tokenize(part, special=special))
         return Prompt(text=text, tokens=tuple(tokens))
 
     def _render(self, messages: list[dict[str, str]]) -> str:
@@ -314,7 +311,7 @@ class HttpEngine:
                 if "logprob" in error.text.lower():
                     raise ServerAnswerError(f"{error}: {dialects.logprobs_hint(facts)}") from None
                 raise
-            completion = dialects.parse_completion(answer, facts, stop, endpoint.url)
+            completion = dialects.parse_completion(answer, facts, stop, endpoint.url, verdict=verdict)
             served = endpoint.facts.model if endpoint.facts else facts.model
             if completion.model and facts.dialect != "llama-server" and completion.model != served:
                 raise ServerAnswerError(
@@ -350,6 +347,8 @@ class _JobRun:
         stopped_by = "none" if job.max_tokens <= 0 else "length"
         while self.generated < job.max_tokens:
             completion = self._request(self._prompt(""), job.max_tokens - self.generated, job.answer.stop, job.sampling)
+            if completion.finish == "stop":
+                completion = replace(completion, finish=self._stop_or_end(completion))
             self._take(completion)
             if completion.finish != "word":
                 stopped_by = completion.finish
@@ -359,6 +358,8 @@ class _JobRun:
                 stopped_by = "stop"
                 break
             # A </answer> that does not count (inside a quote): generation goes on after it.
+        if self.ids is None and job.max_tokens > 0:
+            self._read_probe()
         appendix = job.answer.appendix(self.text, self.probabilities is not None)
         if appendix is not None:
             self._read_verdict(appendix)
@@ -421,11 +422,31 @@ class _JobRun:
             self.ids.extend(completion_ids)
             self.generated += max(1, len(completion_ids))
         else:
-            self.generated += max(1, len(completion.positions))
+            self.generated += max(1, completion.generated_tokens or len(completion.positions))
 
-    def _read_verdict(self, appendix: str) -> None:
+    def _stop_or_end(self, completion: Completion) -> str:
+        """A text-only server said "stop" without saying which: the stop word's tokens, cut from the
+        text, were generated (counted) but are not in the text; an end token is not counted at all."""
+        if completion.generated_tokens is None:
+            return "eos"
+        cut = completion.generated_tokens - len(self.engine._tokenize(completion.text, special=False))
+        stop_length = len(self.engine._tokenize(self.job.answer.stop, special=False))
+        return "word" if cut >= max(1, stop_length - 1) else "eos"
+
+    def _read_probe(self) -> None:
+        """Where the generated text holds the probe, the choices' probabilities there (the last one counts),
+        read with a request of its own: a text-only server generates without log-probabilities."""
+        matches = list(dialects.probe_matches(self.text, self.job.answer.probe))
+        if matches:
+            self._read_verdict("", upto=matches[-1])
+
+    def _read_verdict(self, appendix: str, upto: int | None = None) -> None:
         """The choices' probabilities after the appendix: one more token, greedy, its top log-probabilities."""
-        completion = self._request(self._prompt(appendix), 1, None, Sampling())
+        if upto is None:
+            prompt = self._prompt(appendix)
+        else:  # text-only: the generated text up to the probe
+            prompt = self.engine._server_text(self.job.prompt.text) + self.text[:upto]
+        completion = self._request(prompt, 1, None, Sampling())
         top = completion.positions[0].top if completion.positions else {}
         probabilities = self.engine._probabilities(top, self.job.answer.choices)
         if probabilities is None:
@@ -435,14 +456,6 @@ class _JobRun:
             choices = self.job.answer.choices
             probabilities = {choice: 1.0 / len(choices) for choice in choices}
         self.probabilities = probabilities
-
-
-def _chat() -> Any:
-    """rmjudge.chat (render_with_spans, safe_tokens), which the hardening work adds; None before it lands."""
-    try:
-        return importlib.import_module("rmjudge.chat")
-    except ImportError:  # TODO(integrator): drop this fallback once rmjudge/chat.py is on main
-        return None
 
 
 def _next(
@@ -459,6 +472,7 @@ def _formatter(facts: ServerFacts) -> Any:
     """The model's own chat template, rendered here exactly as the in-process engine renders it."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    assert facts.chat_template is not None
     return Jinja2ChatFormatter(
         template=facts.chat_template, eos_token=facts.eos_token, bos_token=facts.bos_token, add_generation_prompt=True
     )
