@@ -293,8 +293,8 @@ def test_two_instances_share_the_work_and_one_killed_mid_run_loses_nothing(
         http = HttpEngine([gemma_server, second], concurrency=1, policy=POLICY)
         assert http.info.parallel == 2
         jobs = [
-            Job(prompt=http.format_prompt(messages(order, compact)), max_tokens=8, sampling=Sampling(), answer=ANSWER)
-            for pair in real_pairs(6)
+            Job(prompt=http.format_prompt(messages(order, compact)), max_tokens=4, sampling=Sampling(), answer=ANSWER)
+            for pair in real_pairs(5)
             for order in (pair, pair.swapped())
         ]
         seen: dict[int, Output] = {}
@@ -309,3 +309,59 @@ def test_two_instances_share_the_work_and_one_killed_mid_run_loses_nothing(
         assert sorted(seen) == list(range(len(jobs)))  # nothing lost
         assert all(o.choice_probabilities and o.stopped_by in ("stop", "eos", "length") for o in seen.values())
         assert order[5:].count(second) <= 1  # after the kill: the survivor (one answer may have been on its way)
+
+
+# -- end to end: the judge and batch through HTTP --------------------------------------------------
+
+needs_judge_many = pytest.mark.skipif(
+    not hasattr(__import__("rmjudge.judge", fromlist=["Judge"]).Judge, "judge_many"),
+    reason="Judge.judge_many and Judge(engine=...) come with the throughput work",
+)
+
+
+@needs_judge_many
+def test_verdicts_through_http_are_the_in_process_verdicts(gemma_server: str, gemma_path: Path, compact: str) -> None:
+    from rmjudge.judge import Judge
+
+    pairs = real_pairs(8)
+    settings: dict[str, Any] = {"template": compact, "max_tokens": 12, "order": "both", "sampling": Sampling()}
+    remote = list(Judge(HttpEngine([gemma_server], policy=POLICY), **settings).judge_many(pairs))
+    local = list(Judge(in_process(gemma_path), **settings).judge_many(pairs))
+    same = 0
+    for ours, theirs in zip(remote, local):
+        assert not isinstance(ours, Exception) and not isinstance(theirs, Exception)
+        if [o.completion for o in ours.orders] != [o.completion for o in theirs.orders]:
+            continue  # parted at a float near-tie (see test_greedy_outputs_are_the_in_process_ones)
+        same += 1
+        assert ours.winner == theirs.winner and ours.consistent == theirs.consistent
+        assert ours.probability_a == pytest.approx(theirs.probability_a, abs=1e-2)
+        assert ours.meta["model"]["id"].startswith("llama-cpp-python:")  # the server's identity, not a file hash
+    assert same >= 6
+
+
+@needs_judge_many
+def test_batch_over_two_endpoints_with_one_killed_loses_and_duplicates_no_line(
+    gemma_server: str, gemma_path: Path, compact: str, tmp_path: Path
+) -> None:
+    from rmjudge.batch import run_batch
+    from rmjudge.judge import Judge
+
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"id": f"p{i}", "prompt": p.question, "chosen": p.a, "rejected": p.b} for i, p in enumerate(real_pairs(8))]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = tmp_path / "verdicts.jsonl"
+    with llama_cpp_server(gemma_path) as (second, process):
+        engine = HttpEngine([gemma_server, second], concurrency=1, policy=POLICY)
+
+        def kill_after_two_lines() -> None:
+            while not output.exists() or output.read_text().count("\n") < 2:
+                time.sleep(0.1)
+            process.kill()
+
+        threading.Thread(target=kill_after_two_lines, daemon=True).start()
+        summary = run_batch(
+            str(source), str(output), lambda: Judge(engine, template=compact, max_tokens=4), progress=False
+        )
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [row["id"] for row in rows]  # every line once, in input order
+    assert all(line["rmjudge"]["winner"] in ("A", "B", "tie") for line in lines) and summary.failed == 0

@@ -181,6 +181,8 @@ class HttpEngine:
         ]
         return {
             "id": f"{facts.dialect}:{facts.model}@{facts.source or '-'}#{fingerprint}",
+            # What --flat and the summaries show as the model, as the in-process engine's file name.
+            "file": (facts.source or facts.model).rstrip("/").rsplit("/", 1)[-1],
             "server": facts.dialect,
             "served_model": facts.model,
             "source": facts.source,
