@@ -13,8 +13,9 @@ judge's ``order`` says otherwise. Strategies decide which comparisons to make:
 Scores are Bradley-Terry strengths (natural log-odds, mean 0; relative to the reference with
 ``reference``), fitted by maximum likelihood with a light Gaussian prior so that a candidate that wins
 everything stays finite. A comparison counts 1 for its winner and a half each for a tie (the orders
-disagree); ``outcome="probability"`` counts the order-averaged P(A better) instead. Intervals come from
-a bootstrap over the comparisons, seeded, so the same judgments always give the same report.
+disagree); ``outcome="probability"`` counts the order-averaged P(A better) instead, the default for a
+verdict-only judge (budget 0). Intervals come from a bootstrap over the comparisons, seeded, so the same
+judgments always give the same report.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from rmjudge.judge import Judgment
 
 STRATEGIES = ("auto", "round-robin", "reference", "adaptive", "knockout")
-OUTCOMES = ("verdict", "probability")
+OUTCOMES = ("auto", "verdict", "probability")
 # Up to 6 candidates all pairs (15) cost no more than adaptive's budget of N log2 N (15.5).
 AUTO_ROUND_ROBIN_UP_TO = 6
 REFERENCE = -1  # Comparison.b when the second text is the reference
@@ -132,6 +133,7 @@ class Ranking:
     """Candidates ordered best first, with the evidence. Lists other than ``order`` are by candidate index."""
 
     strategy: str
+    outcome: str  # what a comparison counted for: "verdict" (1, 0.5 or 0) or "probability" (P(A better))
     names: list[str]
     order: list[int]  # candidate indices, best first
     scores: list[float]  # Bradley-Terry strength (log-odds; mean 0, or the reference's 0)
@@ -169,6 +171,7 @@ class Ranking:
         meta = self.comparisons[0].judgment.meta if self.comparisons else {}
         return {
             "strategy": self.strategy,
+            "outcome": self.outcome,
             "best": self.best,
             "order": self.order,
             "ranking": rows,
@@ -215,6 +218,16 @@ def choose_strategy(strategy: str, count: int, reference: str | None) -> str:
     if strategy != "reference" and reference is not None:
         raise UsageError(f"a reference is used only by --strategy reference, not {strategy}: drop one of them")
     return strategy
+
+
+def choose_outcome(outcome: str, judge: PairJudge) -> str:
+    """``auto``: the probability for a verdict-only judge (budget 0: the verdict is nothing but the
+    larger of the two probabilities, so the probability is all the information there is), else the verdict."""
+    if outcome not in OUTCOMES:
+        raise UsageError(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    if outcome == "auto":
+        return "probability" if getattr(judge, "max_tokens", None) == 0 else "verdict"
+    return outcome
 
 
 # -- judging -----------------------------------------------------------------------------------
@@ -563,7 +576,7 @@ def rank(
     seed: int = 0,
     names: Sequence[str] | None = None,
     conversation: Sequence[Message] = (),
-    outcome: str = "verdict",
+    outcome: str = "auto",
     max_comparisons: int | None = None,
     round_size: int | None = None,
     confidence: float = 0.95,
@@ -582,8 +595,9 @@ def rank(
     """
     started = time.perf_counter()
     names = list(names) if names is not None else default_names(len(candidates))
-    if outcome not in OUTCOMES:
-        raise UsageError(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    outcome = choose_outcome(outcome, judge)
+    if max_comparisons is not None and max_comparisons < 1:
+        raise UsageError("--max-comparisons must be 1 or more")
     check_candidates(candidates, names, reference)
     chosen = choose_strategy(strategy, len(candidates), reference)
     request = Pair(a="", b="", question=question, conversation=tuple(conversation))
@@ -616,6 +630,7 @@ def rank(
         order.sort(key=lambda i: -reached[i])  # stable: by score within a round
     return Ranking(
         strategy=chosen,
+        outcome=outcome,
         names=names,
         order=order,
         scores=[float(s) for s in result.scores],
