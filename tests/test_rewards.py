@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from rmjudge.cache import VerdictCache
 from rmjudge.errors import ContextTooLongError, ExitCode, UsageError
 from rmjudge.judge import Judge
 from rmjudge.prompts import Message
@@ -195,8 +196,10 @@ def test_bad_batches_are_usage_errors(prompts: Sequence[Any], completions: Seque
 
 
 @pytest.mark.model
-def test_rewards_on_gemma(gemma_path: Path) -> None:
-    gemma = judging_many(Judge(gemma_path, max_tokens=0))
+def test_rewards_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
+    # With the verdict cache, the reward function's pairs must be exactly rewards()'s to give the same
+    # numbers (llama.cpp's prefix reuse moves a probability in its third decimal between runs).
+    gemma = judging_many(Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3")))
     question = "What is the capital of France?"
     completions = ["Paris.", "It is Lyon.", "London."]
     against = rewards(gemma, question, completions, reference="The capital of France is Paris.")
