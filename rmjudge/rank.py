@@ -205,10 +205,19 @@ def default_names(count: int) -> list[str]:
     return [f"candidates[{index}]" for index in range(count)]
 
 
-def choose_strategy(strategy: str, count: int, reference: str | None) -> str:
-    """``auto``: the reference strategy when there is one, else all pairs for a few candidates, else adaptive."""
+def check_options(strategy: str = "auto", outcome: str = "auto", max_comparisons: int | None = None) -> None:
+    """The options that hold for every ranking of a run, checked once before any."""
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if outcome not in OUTCOMES:
+        raise UsageError(f"--outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    if max_comparisons is not None and max_comparisons < 1:
+        raise UsageError("--max-comparisons must be 1 or more")
+
+
+def choose_strategy(strategy: str, count: int, reference: str | None) -> str:
+    """``auto``: the reference strategy when there is one, else all pairs for a few candidates, else adaptive."""
+    check_options(strategy)
     if strategy == "auto":
         if reference is not None:
             return "reference"
@@ -223,8 +232,7 @@ def choose_strategy(strategy: str, count: int, reference: str | None) -> str:
 def choose_outcome(outcome: str, judge: PairJudge) -> str:
     """``auto``: the probability for a verdict-only judge (budget 0: the verdict is nothing but the
     larger of the two probabilities, so the probability is all the information there is), else the verdict."""
-    if outcome not in OUTCOMES:
-        raise UsageError(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    check_options(outcome=outcome)
     if outcome == "auto":
         return "probability" if getattr(judge, "max_tokens", None) == 0 else "verdict"
     return outcome
@@ -595,9 +603,8 @@ def rank(
     """
     started = time.perf_counter()
     names = list(names) if names is not None else default_names(len(candidates))
+    check_options(strategy, outcome, max_comparisons)
     outcome = choose_outcome(outcome, judge)
-    if max_comparisons is not None and max_comparisons < 1:
-        raise UsageError("--max-comparisons must be 1 or more")
     check_candidates(candidates, names, reference)
     chosen = choose_strategy(strategy, len(candidates), reference)
     request = Pair(a="", b="", question=question, conversation=tuple(conversation))

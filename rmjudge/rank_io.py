@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 
 from rmjudge.batch import error_block, output_row
-from rmjudge.errors import ExitCode, InputError, RmjudgeError, UsageError
+from rmjudge.errors import ContextTooLongError, ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.prompts import Message
-from rmjudge.rank import PairJudge, Ranking, rank
+from rmjudge.rank import PairJudge, Ranking, check_candidates, choose_strategy, rank
 from rmjudge.records import Record, iter_lines, split_transcript
 from rmjudge.rewards import completion_text, request_of
-from rmjudge.textio import decode_utf8, read_text, strip_bom
+from rmjudge.textio import decode_utf8, read_question, read_text, strip_bom
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -45,12 +45,19 @@ def is_jsonl(sources: Sequence[str]) -> bool:
     return len(sources) == 1 and (sources[0] == "-" or Path(sources[0]).suffix.lower() in JSONL_SUFFIXES)
 
 
-def read_candidate_files(sources: Sequence[str], question: str | None, reference: str | None) -> RankRequest:
-    """Each file (``-``: standard input, once) is a candidate, named by its path."""
+def read_candidate_files(
+    sources: Sequence[str],
+    question: str | None = None,
+    reference: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> RankRequest:
+    """Each file is a candidate, named by its path; ``question`` is ``--question`` (text or a file) and
+    ``reference`` a file. Any one of them may be ``-``, standard input."""
     stdin_used: list[bool] = []
     candidates = [read_text(source, stdin_used) for source in sources]
     names = ["standard input" if source == "-" else source for source in sources]
-    return RankRequest(question, candidates, names, reference)
+    reference_text = None if reference is None else read_text(reference, stdin_used)
+    return RankRequest(read_question(question, warn, stdin_used), candidates, names, reference_text)
 
 
 # -- JSON Lines --------------------------------------------------------------------------------
@@ -72,7 +79,7 @@ class RankLine:
 
 def _request(data: Mapping[str, Any], reference: str | None) -> RankRequest:
     if "prompt" not in data:
-        raise InputError(f'missing field "prompt": give each line {{"prompt": ..., "responses": [...]}}')
+        raise InputError('missing field "prompt": give each line {"prompt": ..., "responses": [...]}')
     if not isinstance(data.get("responses"), list):
         raise InputError('field "responses" must be a list of the texts to rank')
     prompt = data["prompt"]
@@ -133,14 +140,19 @@ class RankSummary:
         return ExitCode.NEGATIVE if self.failed else ExitCode.OK
 
     def line(self) -> str:
-        return (
-            f"{self.ranked} rankings, {self.failed} failed, {self.comparisons} comparisons, {self.seconds:.1f}s"
-            + (" (interrupted)" if self.interrupted else "")
+        return f"{self.ranked} rankings, {self.failed} failed, {self.comparisons} comparisons, {self.seconds:.1f}s" + (
+            " (interrupted)" if self.interrupted else ""
         )
 
 
 def ranking_block(ranking: Ranking, line: int, *, raw: bool = False) -> dict[str, Any]:
     return {"line": line, **ranking.to_dict(raw=raw)}
+
+
+def check_request(request: RankRequest, strategy: str = "auto") -> None:
+    """What can be checked before a model loads: the candidates, and the strategy for them."""
+    check_candidates(request.candidates, request.names, request.reference)
+    choose_strategy(strategy, len(request.candidates), request.reference)
 
 
 def rank_request(judge: PairJudge, request: RankRequest, **options: Any) -> Ranking:
@@ -155,6 +167,10 @@ def rank_request(judge: PairJudge, request: RankRequest, **options: Any) -> Rank
     )
 
 
+# What is wrong with one line, not with the run: the line gets an error row and the rest go on.
+LINE_ERRORS = (InputError, UsageError, ContextTooLongError)
+
+
 def rank_lines(
     lines: Iterator[RankLine],
     judge_factory: Callable[[], PairJudge],
@@ -167,8 +183,9 @@ def rank_lines(
     """Rank each line and ``write`` its output row as soon as it is done, in input order.
 
     The judge is made when the first line needs one. A line that cannot be ranked (bad input, too
-    long for the model) gets an error row and a warning; the rest go on. Ctrl-C ends the run with
-    ``interrupted`` set, every row already written kept.
+    long for the model) gets an error row and a warning, and the rest go on; any other error (the
+    model, the engine) stops the run. Ctrl-C ends the run with ``interrupted`` set, every row
+    already written kept.
     """
     started = time.perf_counter()
     summary = RankSummary()
@@ -177,11 +194,12 @@ def rank_lines(
         for item in lines:
             error = item.error
             if item.request is not None:
-                if judge is None:
-                    judge = judge_factory()
                 try:
+                    check_request(item.request, options.get("strategy", "auto"))
+                    if judge is None:
+                        judge = judge_factory()
                     ranking = rank_request(judge, item.request, **options)
-                except RmjudgeError as failure:
+                except LINE_ERRORS as failure:
                     error = failure
                 else:
                     write(output_row(item.record, ranking_block(ranking, item.line, raw=raw), flat=False))
@@ -197,4 +215,3 @@ def rank_lines(
         summary.interrupted = True
     summary.seconds = time.perf_counter() - started
     return summary
-

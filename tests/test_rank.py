@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
+from rmjudge import rank_io
 from rmjudge.cache import VerdictCache
 from rmjudge.errors import ContextTooLongError, ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.judge import Judge, Judgment
@@ -25,6 +26,7 @@ from rmjudge.rank import (
     rank,
     win_counts,
 )
+from tests.conftest import run_cli
 from tests.judges import StrengthJudge
 
 QUESTION = "Which answer is best?"
@@ -251,7 +253,7 @@ def test_two_long_candidates_together_are_named() -> None:
         ({"strategy": "best"}, "--strategy 'best'"),
         ({"strategy": "reference"}, "needs a reference text"),
         ({"strategy": "knockout", "reference": "gold"}, "used only by --strategy reference"),
-        ({"outcome": "votes"}, "outcome 'votes'"),
+        ({"outcome": "votes"}, "--outcome 'votes'"),
         ({"reference": "  "}, "the reference is empty"),
         ({"strategy": "adaptive", "max_comparisons": 0}, "--max-comparisons must be 1 or more"),
     ],
@@ -326,3 +328,174 @@ def test_every_strategy_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     assert reference.order == sorted(range(3), key=lambda i: -reference.reference_probability[i])  # type: ignore[index]
     assert all(0.0 < p < 1.0 for p in reference.reference_probability)
     orjson.dumps(full.to_dict(raw=True))
+
+
+# -- input and output --------------------------------------------------------------------------
+
+
+def write_lines(path: Path, *rows: object) -> Path:
+    path.write_bytes(b"".join((row if isinstance(row, bytes) else orjson.dumps(row)) + b"\n" for row in rows))
+    return path
+
+
+def test_jsonl_lines_are_parsed_each_with_its_own_error(tmp_path: Path) -> None:
+    source = write_lines(
+        tmp_path / "in.jsonl",
+        {"id": 1, "prompt": "Q?", "responses": ["a", "b"], "reference": "gold"},
+        {"prompt": "Earlier\n\nAssistant: reply\n\nHuman: Now?", "responses": ["a", "b"]},
+        {
+            "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"}],
+            "responses": ["a", "b"],
+        },
+        {"responses": ["a", "b"]},
+        {"prompt": "Q?", "responses": "a"},
+        b"{broken",
+        b"[1, 2]",
+        {"prompt": [{"role": "assistant", "content": "x"}], "responses": ["a", "b"]},
+    )
+    lines = list(rank_io.read_rank_lines(str(source), reference="default gold"))
+    assert [line.line for line in lines] == list(range(1, 9))
+    first, transcript, messages = (line.request for line in lines[:3])
+    assert first is not None and first.reference == "gold" and first.names == ["responses[0]", "responses[1]"]
+    assert transcript is not None and transcript.question is None
+    assert [m.role for m in transcript.conversation] == ["user", "assistant", "user"]
+    assert messages is not None and messages.question == "Be brief.\n\nQ?" and messages.reference == "default gold"
+    errors = [str(line.error) for line in lines[3:]]
+    assert 'missing field "prompt"' in errors[0]
+    assert '"responses" must be a list' in errors[1]
+    assert errors[2].startswith("not valid JSON")
+    assert "must be a JSON object" in errors[3]
+    assert "must end with a user turn" in errors[4]
+    assert all(line.error.exit_code == ExitCode.INPUT for line in lines[3:])  # type: ignore[union-attr]
+
+
+def test_jsonl_ranking_writes_each_line_with_fields_passed_through(tmp_path: Path) -> None:
+    judge = StrengthJudge({"good": 1.0, "bad": -1.0, "ok": 0.0})
+    source = write_lines(
+        tmp_path / "in.jsonl",
+        {"id": "x", "prompt": "Q?", "responses": ["bad", "good", "ok"]},
+        {"id": "y", "prompt": "Q?", "responses": ["good"]},
+        {"id": "z", "prompt": "Q?", "responses": ["ok", "good"]},
+    )
+    rows: list[dict[str, object]] = []
+    warnings: list[str] = []
+    summary = rank_io.rank_lines(rank_io.read_rank_lines(str(source)), lambda: judge, rows.append, warn=warnings.append)
+    assert [row["id"] for row in rows] == ["x", "y", "z"]
+    ranked = rows[0]["rmjudge"]
+    assert isinstance(ranked, dict) and ranked["order"] == [1, 2, 0] and ranked["line"] == 1
+    assert ranked["ranking"][0]["name"] == "responses[1]"
+    assert rows[1]["rmjudge"] == {
+        "error": "ranking needs at least two candidates, got 1: give two or more",
+        "line": 2,
+        "exit_code": ExitCode.USAGE,
+    }
+    assert rows[2]["rmjudge"]["best"] == 1  # type: ignore[index]
+    assert warnings == ["line 2: ranking needs at least two candidates, got 1: give two or more"]
+    assert (summary.ranked, summary.failed, summary.exit_code) == (2, 1, ExitCode.NEGATIVE)
+
+
+def test_ranking_table() -> None:
+    from rich.console import Console
+
+    from rmjudge.render import ranking as rendering
+
+    judge, candidates = strength_judge([0.0, 1.0, -1.0])
+    result = rank(judge, QUESTION, candidates, names=["a.md", "b.md", "c.md"])
+    console = Console(record=True, width=120)
+    original, rendering.stdout = rendering.stdout, console  # type: ignore[attr-defined]
+    try:
+        rendering.print_ranking(result)
+    finally:
+        rendering.stdout = original  # type: ignore[attr-defined]
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if ".md" in line]
+    cells = [[cell.strip() for cell in row.split("│")[1:4]] for row in rows]
+    assert cells == [["1", "b.md", "+3.39"], ["2", "a.md", "+0.00"], ["3", "c.md", "-3.39"]]
+    assert "P(beats others)" in text
+    assert "3 of 3 comparisons (6 judgments) · " in text and "scores from verdicts" in text
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def files(tmp_path: Path, **texts: str) -> list[str]:
+    paths = []
+    for name, text in texts.items():
+        (tmp_path / f"{name}.md").write_text(text)
+        paths.append(str(tmp_path / f"{name}.md"))
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("texts", "code", "message"),
+    [
+        ({"one": "only"}, ExitCode.USAGE, "ranking needs at least two candidates, got 1"),
+        ({"one": "text", "two": "\n"}, ExitCode.INPUT, "two.md is empty"),
+        ({"one": "same", "two": "other", "three": "same"}, ExitCode.INPUT, "three.md is the same text as"),
+    ],
+)
+def test_cli_bad_candidates_fail_before_a_model_loads(
+    tmp_path: Path, texts: dict[str, str], code: int, message: str
+) -> None:
+    result = run_cli("rank", *files(tmp_path, **texts), "-q", "Which?", "--model", str(tmp_path / "none.gguf"))
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", {"prompt": "Q?", "responses": ["a", "b"]})
+    result = run_cli("rank", str(source), "-q", "Q?")
+    assert result.returncode == ExitCode.USAGE and "-q is for candidate files" in result.stderr
+    two = files(tmp_path, a="one", b="two")
+    result = run_cli("rank", *two, "--strategy", "reference")
+    assert result.returncode == ExitCode.USAGE and "needs a reference text" in result.stderr
+    result = run_cli("rank", *two, "--reference", str(tmp_path / "missing.md"))
+    assert result.returncode == ExitCode.INPUT and "missing.md: no such file" in result.stderr
+
+
+def test_cli_jsonl_lines_that_cannot_be_ranked_need_no_model(tmp_path: Path) -> None:
+    source = write_lines(
+        tmp_path / "in.jsonl",
+        {"id": 1, "prompt": "Q?", "responses": ["a"]},
+        {"id": 2, "prompt": "Q?", "responses": ["a", ""]},
+        b"not json",
+    )
+    result = run_cli("rank", str(source), "--model", str(tmp_path / "none.gguf"))
+    assert result.returncode == ExitCode.NEGATIVE, result.stderr
+    rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [row.get("id") for row in rows] == [1, 2, None]
+    assert [row["rmjudge"]["exit_code"] for row in rows] == [ExitCode.USAGE, ExitCode.INPUT, ExitCode.INPUT]
+    assert rows[1]["rmjudge"]["error"] == "responses[1] is empty: remove it or give it a text"
+    assert "0 rankings, 3 failed" in result.stderr
+
+
+@pytest.mark.model
+def test_cli_rank_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
+    model = ("--model", str(gemma_path), "--max-tokens", "0")
+    paths = files(tmp_path, paris="Paris.", lyon="It is Lyon.", london="London.")
+    result = run_cli("rank", *paths, "-q", "What is the capital of France?", "--strategy", "knockout", *model)
+    assert result.returncode == 0, result.stderr
+    data = orjson.loads(result.stdout)
+    assert data["strategy"] == "knockout" and data["cost"]["comparisons"] == 2
+    assert sorted(row["name"] for row in data["ranking"]) == sorted(paths)
+    assert data["model"]["file"] == gemma_path.name
+    # JSONL: a good line, then a line with a response longer than the model's context (exit 5 in its row).
+    long = "The quick brown fox jumps over the lazy dog. " * 4000  # ~40k tokens; Gemma has 32k
+    source = write_lines(
+        tmp_path / "in.jsonl",
+        {"id": "ok", "prompt": "What is the capital of France?", "responses": ["Paris.", "London."]},
+        {"id": "long", "prompt": "Q?", "responses": ["short", long, "also short"]},
+    )
+    result = run_cli("rank", str(source), "--reference", paths[0], *model)  # same cache: already judged pairs
+    assert result.returncode == ExitCode.NEGATIVE, result.stderr
+    ok, failed = (orjson.loads(line) for line in result.stdout.splitlines())
+    assert ok["id"] == "ok" and ok["rmjudge"]["strategy"] == "reference" and ok["rmjudge"]["cost"]["comparisons"] == 2
+    assert failed["rmjudge"]["exit_code"] == ExitCode.CONTEXT
+    assert failed["rmjudge"]["error"].startswith("responses[1] is too long: the prompt is ")
+    assert "line 2: responses[1] is too long" in result.stderr
+    # A candidate file too long for the context: exit 5, the file named, before any judging.
+    (tmp_path / "long.md").write_text(long)
+    result = run_cli("rank", paths[0], str(tmp_path / "long.md"), *model)
+    assert result.returncode == ExitCode.CONTEXT
+    assert f"{tmp_path / 'long.md'} is too long" in result.stderr and len(result.stderr.strip().splitlines()) == 1
