@@ -214,7 +214,7 @@ def trl_rewards(
         reference = None
         if references is not None and references[index] is not None:
             reference = completion_text(references[index], f"reference[{index}]")
-        key = (orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS), reference)
+        key = (orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS, default=repr), reference)
         if key not in groups:
             groups[key] = _Group(request_of(prompt, f"prompts[{index}]"), [], reference)
         groups[key].members.append(index)
