@@ -93,6 +93,7 @@ def main() -> None:
     os.environ["RMJUDGE_HOME"] = tempfile.mkdtemp(prefix="rmjudge-bench-rank-")
     from rmjudge.cache import VerdictCache
     from rmjudge.judge import Judge
+    from rmjudge.prompts import Pair
     from rmjudge.rank import rank
 
     started = time.perf_counter()
@@ -101,6 +102,7 @@ def main() -> None:
     if batched:
         options["parallel"] = args.parallel
     judge = Judge(args.model, **options)
+    batch_judge: Any = judge if batched else OneAtATime(judge)
     print(f"model: {Path(args.model).name}; load {time.perf_counter() - started:.1f} s; threads {args.threads}; "
           f"cores {os.cpu_count()}; sets of {SIZE} from {DATA.name}")  # fmt: skip
     if not batched:
@@ -110,10 +112,13 @@ def main() -> None:
         prompt, candidates = sets[0]
         candidates = candidates[:timing_size]
         pairs = timing_size * (timing_size - 1) // 2
+        # Warm up: the system prompt's prefill (the first judgment's cost) is no ranking's.
+        warm = sets[-1][1]
+        list(batch_judge.judge_many([Pair(a=warm[0], b=warm[1], question=sets[-1][0])]))
         print(f"\nseconds per ranking of {timing_size} candidates (no cache, both orders, --max-tokens 0):")
         for label, ranker, strategy in (
-            ("adaptive, batched", judge, "adaptive"),
-            ("round-robin, batched", judge, "round-robin"),
+            ("adaptive, batched", batch_judge, "adaptive"),
+            ("round-robin, batched", batch_judge, "round-robin"),
             ("round-robin, sequential", OneAtATime(judge), "round-robin"),
         ):
             result = rank(ranker, prompt, candidates, strategy=strategy, resamples=0)  # type: ignore[arg-type]
@@ -127,9 +132,9 @@ def main() -> None:
     used: list[int] = []
     settled = 0
     for number, (prompt, candidates) in enumerate(sets, start=1):
-        full = rank(judge, prompt, candidates, strategy="round-robin", resamples=0)  # type: ignore[arg-type]
-        adaptive = rank(judge, prompt, candidates, strategy="adaptive", seed=number, resamples=0)  # type: ignore[arg-type]
-        knockout = rank(judge, prompt, candidates, strategy="knockout", seed=number, resamples=0)  # type: ignore[arg-type]
+        full = rank(batch_judge, prompt, candidates, strategy="round-robin", resamples=0)  # type: ignore[arg-type]
+        adaptive = rank(batch_judge, prompt, candidates, strategy="adaptive", seed=number, resamples=0)  # type: ignore[arg-type]
+        knockout = rank(batch_judge, prompt, candidates, strategy="knockout", seed=number, resamples=0)  # type: ignore[arg-type]
         agree["adaptive"] += adaptive.best == full.best
         agree["knockout"] += knockout.best == full.best
         used.append(adaptive.cost.comparisons)

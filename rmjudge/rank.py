@@ -284,16 +284,22 @@ class _Match:
         """Judge every pair in one ``judge_many`` stream, so the engine can run them side by side."""
         comparisons = []
         results = self.judge.judge_many(self.pair(a, b) for a, b in index_pairs)
-        for (a, b), result in zip(index_pairs, results, strict=True):
-            if isinstance(result, ContextTooLongError):
-                raise ContextTooLongError(
-                    f"{self.name(a)} and {self.name(b)} together are too long: {result}",
-                    needed=result.needed,
-                    available=result.available,
-                )
-            if isinstance(result, RmjudgeError):
-                raise result
-            comparisons.append(Comparison(a, b, result))
+        try:
+            for (a, b), result in zip(index_pairs, results, strict=True):
+                if isinstance(result, ContextTooLongError):
+                    raise ContextTooLongError(
+                        f"{self.name(a)} and {self.name(b)} together are too long: {result}",
+                        needed=result.needed,
+                        available=result.available,
+                    )
+                if isinstance(result, RmjudgeError):
+                    raise result
+                comparisons.append(Comparison(a, b, result))
+        finally:
+            # Stopping early: the stream ends now (its engine run too), not whenever it is collected.
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
         return comparisons
 
 
