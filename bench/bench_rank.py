@@ -86,8 +86,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="engine slots for the batched runs")
     parser.add_argument("--quick", action="store_true", help="2 sets; timing on 6 candidates")
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-agreement", action="store_true")
     args = parser.parse_args()
-    sets = candidate_sets(2 if args.quick else args.sets)
+    sets = candidate_sets(max(1, 2 if args.quick else args.sets))
     timing_size = 6 if args.quick else SIZE
 
     os.environ["RMJUDGE_HOME"] = tempfile.mkdtemp(prefix="rmjudge-bench-rank-")
@@ -126,6 +127,8 @@ def main() -> None:
             print(f"  {label:24} {seconds:7.1f} s  ({result.cost.comparisons} of {pairs} pairs, "
                   f"{seconds / result.cost.comparisons:.2f} s per pair)")  # fmt: skip
 
+    if args.skip_agreement:
+        return
     judge.cache = VerdictCache()  # from here on: a pair judged once serves every strategy
     print(f"\nagreement with round-robin's first place ({len(sets)} sets):")
     agree = {"adaptive": 0, "knockout": 0}
