@@ -271,8 +271,10 @@ class _Match:
         return replace(self.request, a=self.text(a), b=self.text(b))
 
     def check_fits(self, opponent_of: Sequence[int]) -> None:
-        """Each candidate must fit the context beside its shortest possible opponent."""
-        for index, opponent in enumerate(opponent_of):
+        """Each candidate must fit the context beside its shortest possible opponent. The longest are
+        checked first: when the shortest and the second shortest do not fit, it is the second's fault."""
+        for index in sorted(range(len(opponent_of)), key=lambda i: -len(self.candidates[i])):
+            opponent = opponent_of[index]
             try:
                 self.judge.check_fits(self.pair(index, opponent))
             except ContextTooLongError as error:

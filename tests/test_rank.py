@@ -499,3 +499,10 @@ def test_cli_rank_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     result = run_cli("rank", paths[0], str(tmp_path / "long.md"), *model)
     assert result.returncode == ExitCode.CONTEXT
     assert f"{tmp_path / 'long.md'} is too long" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_of_two_candidates_the_long_one_is_named() -> None:
+    candidates = ["short", "x" * 50]
+    judge = StrengthJudge({text: 0.0 for text in candidates}, context=30)
+    with pytest.raises(ContextTooLongError, match=r"^candidates\[1\] is too long"):
+        rank(judge, QUESTION, candidates)
