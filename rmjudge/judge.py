@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rmjudge import __version__
 from rmjudge.cache import VerdictCache, cache_key
@@ -50,6 +50,9 @@ JOBS_PER_SLOT = 8
 PAIR_ERRORS = (ContextTooLongError, InputError)
 
 # A pair, or a pair with its own orders (RM-R1's official protocol draws one order per pair).
+if TYPE_CHECKING:
+    from rmjudge.rank import Ranking
+
 # A pair, a pair with its own orders, or an error the caller already has for this place in the
 # stream (a line it could not read): that passes through in its place, as soon as all before it are done.
 Request = Pair | tuple[Pair, Sequence[str]] | RmjudgeError
@@ -275,6 +278,20 @@ class Judge:
     def compare(self, question: str | None, a: str, b: str) -> Judgment:
         """Which of ``a`` and ``b`` answers ``question`` better (None: the default task statement)."""
         return self.judge(Pair(a=a, b=b, question=question))
+
+    def rank(self, question: str | None, candidates: Sequence[str], **options: Any) -> Ranking:
+        """Order ``candidates`` from best to worst with scores and intervals: ``rmjudge.rank.rank``."""
+        from rmjudge.rank import rank
+
+        return rank(self, question, candidates, **options)
+
+    def rewards(
+        self, question: str | None, completions: Sequence[str], *, reference: str | None = None, **options: Any
+    ) -> list[float]:
+        """A reward in [0, 1] per completion (P(it beats ``reference``)): ``rmjudge.rewards.rewards``."""
+        from rmjudge.rewards import rewards
+
+        return rewards(self, question, completions, reference=reference, **options)
 
     def judge(self, pair: Pair, orders: Sequence[str] | None = None) -> Judgment:
         """Judge ``pair`` in each order (default: the judge's ``order``) and combine; raises the pair's error."""
