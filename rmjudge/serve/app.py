@@ -239,14 +239,14 @@ async def judge_route(state: ServeState, request: Request, data: Any) -> Any:
 
 
 async def rank_route(state: ServeState, request: Request, data: Any) -> Any:
-    from rmjudge.rank import rank
-
     body = _validated(RankBody, data)
     if len(body.candidates) > state.max_pairs:
         raise Problem(413, f"{len(body.candidates)} candidates, more than this server's limit of {state.max_pairs}")
     request.state.pairs = len(body.candidates)
     state.batcher.admit(len(body.candidates))
     question, conversation = body.request()
+    from rmjudge.rank import rank
+
     ranking = await _in_thread(
         state,
         rank,
@@ -265,13 +265,13 @@ async def rank_route(state: ServeState, request: Request, data: Any) -> Any:
 
 
 async def rewards_route(state: ServeState, request: Request, data: Any) -> Any:
-    from rmjudge.rewards import rewards
-
     body = _validated(RewardsBody, data)
     if len(body.completions) > state.max_pairs:
         raise Problem(413, f"{len(body.completions)} completions, more than this server's limit of {state.max_pairs}")
     request.state.pairs = len(body.completions)
     state.batcher.admit(len(body.completions))
+    from rmjudge.rewards import rewards
+
     values = await _in_thread(
         state, rewards, QueuedJudge(state.batcher), body.question, body.completions, reference=body.reference
     )

@@ -52,7 +52,7 @@ def response_of(query: str, prompt: str, index: int) -> str:
             f"query[{index}] does not start with prompts[{index}]: send each query as its prompt followed by "
             "the response, as OpenRLHF does"
         )
-    return _without_end_markers(query[start + len(prompt) :])
+    return _without_end_markers(query[start + len(prompt) :]).lstrip()
 
 
 def reference_of(label: Any, index: int) -> str | None:
