@@ -31,7 +31,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib  # type: ignore[no-redef]
 
-from rmjudge.errors import UsageError
+from rmjudge.errors import InputError, UsageError
+from rmjudge.textio import BOM, decode_utf8, read_text
 
 CONFIG_FILE = ".rmjudge.toml"
 PYPROJECT = "pyproject.toml"
@@ -145,9 +146,9 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
         resolved = _relative_file(path, question)
         if resolved != question:
             try:
-                question = Path(resolved).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise _fail(path, f"{prefix}question", f"cannot read {resolved}: {error}") from None
+                question = read_text(resolved)
+            except InputError as error:
+                raise _fail(path, f"{prefix}question", str(error)) from None
         values["question"] = question
     if "threshold" in table:
         threshold = table["threshold"]
@@ -188,8 +189,10 @@ def parse_config(path: Path, table: dict[str, Any], prefix: str) -> CheckConfig:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        text = decode_utf8(path.read_bytes(), str(path))
+        return tomllib.loads(text.removeprefix(BOM))
+    except InputError as error:  # not UTF-8: TOML files are UTF-8 by definition
+        raise UsageError(str(error)) from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"{path}: not valid TOML: {error}") from None
     except OSError as error:

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rmjudge import gguf
+from rmjudge.chat import render_with_spans, safe_tokens
 from rmjudge.errors import ContextTooLongError, ModelError
 
 MIN_CONTEXT = 2048
@@ -87,7 +89,10 @@ class Engine(Protocol):
         stop: str,
         probe: str,
         choices: tuple[str, ...],
-    ) -> Generation: ...
+        accept_stop: Callable[[str], bool] | None = None,
+    ) -> Generation:
+        """Generate until ``stop`` (where ``accept_stop(text so far)`` agrees), an end token, or the budget."""
+        ...
 
     def choice_probabilities(self, tokens: list[int], choices: tuple[str, ...]) -> dict[str, float]:
         """P(next token = each choice) after ``tokens``, normalised over the choices."""
@@ -207,9 +212,13 @@ class LlamaEngine:
             # lines, BOS as the vocabulary asks. Recorded as chat_format "plain" in every judgment.
             prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
             return self._model.tokenize(prompt.encode(), add_bos=True, special=False)
-        prompt = self._formatter(messages=messages).prompt
-        # The template writes its own special tokens (BOS included), as llama-cpp-python does.
-        return self._model.tokenize(prompt.encode(), add_bos=False, special=True)
+        # The template writes its own special tokens (BOS included), as llama-cpp-python does; the
+        # judged texts inside it never become special tokens.
+        prompt, spans = render_with_spans(lambda formatted: self._formatter(messages=formatted).prompt, messages)
+        return safe_tokens(prompt, spans, self._tokenize_without_bos)
+
+    def _tokenize_without_bos(self, text: str, special: bool) -> list[int]:
+        return self._model.tokenize(text.encode(), add_bos=False, special=special)
 
     @property
     def chat_format(self) -> str:
@@ -326,6 +335,7 @@ class LlamaEngine:
         stop: str,
         probe: str,
         choices: tuple[str, ...],
+        accept_stop: Callable[[str], bool] | None = None,
     ) -> Generation:
         started = time.perf_counter()
         self._ensure_context(len(prompt) + max_tokens + 32)  # 32: room for a forced verdict
@@ -352,7 +362,9 @@ class LlamaEngine:
             generated.append(token)
             piece = self._piece(token)
             text += piece
-            if stop_bytes in text[-(len(stop_bytes) + len(piece)) :]:
+            if stop_bytes in text[-(len(stop_bytes) + len(piece)) :] and (
+                accept_stop is None or accept_stop(text.decode("utf-8", "replace"))
+            ):
                 stopped_by = "stop"
                 break
             self._evaluate_next(token)

@@ -16,7 +16,9 @@ class ExitCode:
     INPUT = 3  # unreadable input: missing file, not UTF-8, broken JSON(L)
     MODEL = 4  # model missing, unknown, corrupt, not downloadable (no network, 401, 404)
     CONTEXT = 5  # input longer than the model's context
+    OUTPUT = 6  # cannot write the output (disk full, I/O error); the lines already written are kept
     INTERRUPTED = 130  # Ctrl-C; everything already written is kept
+    TERMINATED = 143  # SIGTERM (128 + 15), handled as gracefully as Ctrl-C
 
 
 class RmjudgeError(Exception):
@@ -31,6 +33,16 @@ class UsageError(RmjudgeError):
 
 class InputError(RmjudgeError):
     exit_code = ExitCode.INPUT
+
+
+class OutputError(RmjudgeError):
+    exit_code = ExitCode.OUTPUT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the command line's handler; every loop that stops cleanly on Ctrl-C stops on it too."""
+
+    exit_code = ExitCode.TERMINATED
 
 
 class ModelError(RmjudgeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,8 +14,16 @@ from rmjudge.cache import VerdictCache, cache_key
 from rmjudge.engine import Engine, Sampling
 from rmjudge.errors import ContextTooLongError, UsageError
 from rmjudge.models import ResolvedModel
-from rmjudge.prompts import Pair, PromptTemplate, detect_family, load_template
-from rmjudge.verdict import PARSER_VERSION, Rationale, combine, parse_verdict
+from rmjudge.prompts import Message, Pair, PromptTemplate, detect_family, load_template
+from rmjudge.verdict import (
+    PARSER_VERSION,
+    Rationale,
+    block_left_open,
+    combine,
+    forced_appendix,
+    parse_verdict,
+    stop_counts,
+)
 
 ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
@@ -75,6 +84,18 @@ class Judgment:
 
 def _messages(template: PromptTemplate, pair: Pair) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in template.render(pair)]
+
+
+def _block_the_template_opens(template: PromptTemplate, pair: Pair) -> str | None:
+    """The quote block a template leaves open at the end of its prompt (a custom one ending in
+    ``<quote_B>``), read with neutral texts in place of the judged ones: they cannot open one."""
+    neutral = Pair(
+        a="x",
+        b="x",
+        question=None if pair.question is None else "x",
+        conversation=tuple(Message(m.role, "x") for m in pair.conversation),
+    )
+    return block_left_open(template.render(neutral)[-1].content)
 
 
 class Judge:
@@ -191,6 +212,7 @@ class Judge:
 
     def _judge_order(self, pair: Pair, order: str) -> OrderJudgment:
         messages = self.prompt_messages(pair, order)
+        opened = _block_the_template_opens(self.template, pair)
         # The key holds what fixes the budget (max_tokens and the model's context, with the messages)
         # rather than the budget itself, so a cache hit needs no tokenizing at all.
         key = cache_key(
@@ -210,10 +232,10 @@ class Judge:
             tokens = self._prompt_tokens(messages)
             # A long prompt leaves less room to reason; the verdict is forced when that runs out.
             budget = min(self.max_tokens, self.engine.max_context() - len(tokens) - VERDICT_ROOM)
-            stored = {**self._generate(tokens, budget), "tokens_in": len(tokens)}
+            stored = {**self._generate(tokens, budget, opened), "tokens_in": len(tokens)}
             if self.cache is not None:
                 self.cache.put(key, stored)
-        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning)
+        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning, opened=opened)
         position_verdict = parsed.verdict or max(stored["probabilities"], key=stored["probabilities"].get)
         p_position_a = stored["probabilities"]["A"]
         verdict = position_verdict if order == "ab" else {"A": "B", "B": "A"}[position_verdict]
@@ -234,24 +256,30 @@ class Judge:
             completion=stored["completion"],
         )
 
-    def _generate(self, tokens: list[int], budget: int) -> dict[str, Any]:
+    def _generate(self, tokens: list[int], budget: int, opened: str | None) -> dict[str, Any]:
         """Run the model on one rendered order; what is stored in the verdict cache."""
         started = time.perf_counter()
         text, generated, stopped_by, probabilities = "", [], "none", None
         if budget > 0:
             generation = self.engine.generate(
-                tokens, max_tokens=budget, sampling=self.sampling, stop="</answer>", probe="<answer>[[", choices=CHOICES
+                tokens,
+                max_tokens=budget,
+                sampling=self.sampling,
+                stop="</answer>",
+                probe="<answer>[[",
+                choices=CHOICES,
+                # A </answer> inside a quote of a response, or inside the thinking, is not the end.
+                accept_stop=functools.partial(stop_counts, reasoning=self.reasoning, opened=opened),
             )
             text, generated = generation.text, generation.tokens
             stopped_by, probabilities = generation.stopped_by, generation.choice_probabilities
-        forced = parse_verdict(text, reasoning=self.reasoning).verdict is None
-        if forced or probabilities is None:
-            # No verdict (budget spent, or the model stopped without one): close the reasoning and
-            # ask for it. With a verdict but no reading of it, ask again after it for the confidence.
-            if self.reasoning and "</think>" not in text:
-                appendix = "\n</think>\n\n<answer>[["
-            else:
-                appendix = ("\n\n" if text.strip() else "") + "<answer>[["
+        forced = parse_verdict(text, reasoning=self.reasoning, opened=opened).verdict is None
+        # No verdict (budget spent, or the model stopped without one): close the reasoning or the
+        # quote and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
+        appendix = forced_appendix(
+            text, reasoning=self.reasoning, probabilities_read=probabilities is not None, opened=opened
+        )
+        if appendix is not None:
             probabilities = self.engine.choice_probabilities(
                 tokens + generated + self.engine.tokenize(appendix), CHOICES
             )

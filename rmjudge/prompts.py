@@ -11,11 +11,15 @@ Each family has a single-turn and a multi-turn (conversation) user template.
 from __future__ import annotations
 
 import hashlib
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
+from typing import TypeVar
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2.exceptions import SecurityError, TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rmjudge.errors import UsageError
@@ -76,7 +80,14 @@ class PromptTemplate:
         return (self.directory / "system.j2").is_file()
 
     def render(self, pair: Pair) -> list[Message]:
-        """The chat messages for ``pair``, in its A/B order."""
+        """The chat messages for ``pair``, in its A/B order.
+
+        Raises UsageError naming the template file and line for an error in the template itself
+        (syntax, an undefined variable, a sandbox violation, an include outside its directory).
+        """
+        return _reporting_template_errors(self.directory, lambda: self._render(pair))
+
+    def _render(self, pair: Pair) -> list[Message]:
         env = _environment(self.directory)
         if pair.is_multi_turn:
             earlier = list(pair.conversation)
@@ -97,11 +108,61 @@ class PromptTemplate:
         return messages
 
 
+# -- the user's own templates: confined to their directory, errors named by file and line --------
+
+T = TypeVar("T")
+_VARIABLES = "single_turn.j2 gets question, answer_a, answer_b; multi_turn.j2 gets conversation_1, conversation_2"
+
+
+class _ConfinedLoader(FileSystemLoader):
+    """Templates from the search path only: no ``..``, and no link leading out of it."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        roots = [Path(root).resolve() for root in self.searchpath]
+        if not any(Path(filename).resolve().is_relative_to(root) for root in roots):
+            raise TemplateNotFound(template, f"{template} leads outside the template directory")
+        return source, filename, uptodate
+
+
+def _template_problem(error: Exception, directory: Path) -> str:
+    if isinstance(error, TemplateSyntaxError):
+        return f"syntax error: {error.message}"
+    if isinstance(error, UndefinedError):
+        return f"{error.message} ({_VARIABLES})"
+    if isinstance(error, SecurityError):
+        return f"not allowed in a sandboxed template: {error.message}"
+    if isinstance(error, TemplateNotFound):
+        parts = Path(error.name or "").parts
+        if ".." in parts or Path(error.name or "").is_absolute() or "outside" in (error.message or ""):
+            return f"cannot include {error.name!r}: a template includes only files in its own directory"
+        return f"no template {error.name!r} in {directory}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _reporting_template_errors(directory: Path, render: Callable[[], T]) -> T:
+    """``render()``, with an error raised by template code turned into one line naming its file and line."""
+    try:
+        return render()
+    except Exception as error:
+        filename, line = getattr(error, "filename", None), getattr(error, "lineno", None)
+        if not isinstance(error, TemplateSyntaxError):
+            # Jinja rewrites the traceback so template code shows as frames of the .j2 file itself.
+            for frame, frame_line in traceback.walk_tb(error.__traceback__):
+                if frame.f_code.co_filename.endswith(".j2"):
+                    filename, line = frame.f_code.co_filename, frame_line
+        if filename is None and not isinstance(error, TemplateError):
+            raise  # not the template's doing
+        where = f"template {filename or directory}" + (f", line {line}" if line else "")
+        problem = _template_problem(error, directory).rstrip(".")
+        raise UsageError(f"{where}: {problem}: fix the template") from None
+
+
 @cache
 def _environment(directory: Path) -> ImmutableSandboxedEnvironment:
     # Sandboxed: templates may come from the user (--template DIR). No autoescape: plain text.
     # Undefined variables are errors, not silently empty parts of a prompt the model was trained on.
-    loader = FileSystemLoader([str(directory), str(_templates_root())])
+    loader = _ConfinedLoader([str(directory), str(_templates_root())])
     return ImmutableSandboxedEnvironment(loader=loader, undefined=StrictUndefined, autoescape=False)
 
 
@@ -125,7 +186,24 @@ def load_template(name_or_dir: str) -> PromptTemplate:
             "single_turn.j2 and multi_turn.j2 (and system.j2 for a system message)"
         )
     family = "instruct" if (directory / "system.j2").is_file() else "reasoning"
-    return PromptTemplate(f"custom:{directory.resolve()}", family, directory, _hash_directory(directory))
+    template = PromptTemplate(f"custom:{directory.resolve()}", family, directory, _hash_directory(directory))
+    _try_out(template)
+    return template
+
+
+_SAMPLE_TURNS = (Message("user", "Hello"), Message("assistant", "Hi! How can I help?"), Message("user", "Say hi"))
+
+
+def _try_out(template: PromptTemplate) -> None:
+    """Compile every template and render sample pairs, so a broken template is reported before a
+    model loads rather than at the first pair."""
+    env = _environment(template.directory)
+    for name in ("system.j2", "single_turn.j2", "multi_turn.j2"):
+        if (template.directory / name).is_file():
+            _reporting_template_errors(template.directory, partial(env.get_template, name))
+    template.render(Pair(a="Hi.", b="Hello!", question="Say hi"))
+    if (template.directory / "multi_turn.j2").is_file():
+        template.render(Pair(a="Hi.", b="Hello!", conversation=_SAMPLE_TURNS))
 
 
 def detect_family(metadata: dict[str, object]) -> str:

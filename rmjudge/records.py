@@ -38,7 +38,7 @@ import orjson
 
 from rmjudge.errors import InputError, RmjudgeError, UsageError
 from rmjudge.prompts import Message, Pair
-from rmjudge.textio import decode_utf8, open_input
+from rmjudge.textio import BOM, decode_utf8, open_input, strip_bom
 
 # What ``--map ROLE=FIELD`` can name: the parts of a pair, its label, and the id used by --resume.
 ROLES = ("question", "conversation", "a", "b", "label", "id")
@@ -325,7 +325,7 @@ def count_records(source: str) -> int | None:
         return None
     try:
         with Path(source).open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
+            return sum(1 for number, line in enumerate(handle) if (strip_bom(line) if number == 0 else line).strip())
     except OSError:
         return None  # read_records reports it, with the right message
 
@@ -339,18 +339,22 @@ def read_records(
 ) -> Iterator[Record]:
     """Records from JSON Lines: a path, ``-`` for standard input, or an iterable of lines.
 
-    Blank lines are skipped (line numbers still count them). Raises InputError only when no
-    record can be read at all (a missing file) or the first object fits no schema; every other
-    problem becomes that line's ``Record.error``.
+    Blank lines are skipped (line numbers still count them), and so is a byte order mark before
+    line 1 (see ``rmjudge.textio``). Raises InputError only when no record can be read at all (a
+    missing file) or the first object fits no schema; every other problem becomes that line's
+    ``Record.error``.
     """
     label = name or ("standard input" if source == "-" else str(source) if isinstance(source, str) else "input")
     lines = iter_lines(source) if isinstance(source, str) else source
     for number, raw in enumerate(lines, start=1):
+        if number == 1:  # a byte order mark (Windows editors write one) is not part of line 1's JSON
+            raw = raw.removeprefix(BOM) if isinstance(raw, str) else strip_bom(raw)
         if not raw.strip():
             continue
         id_field = schema.id_field if schema else (maps or {}).get("id", "id")
         try:
-            text = raw if isinstance(raw, str) else decode_utf8(raw, f"line {number} of {label}")
+            # No place in the message: whoever reports a record's error names its line.
+            text = raw if isinstance(raw, str) else decode_utf8(raw)
         except InputError as error:
             yield Record(number, None, error=error, id_field=id_field, schema=schema)
             continue

@@ -1,4 +1,11 @@
-"""Read the user's texts: files, ``-`` for stdin, or literal text; one-line errors for bad input."""
+"""Read the user's texts: files, ``-`` for stdin, or literal text; one-line errors for bad input.
+
+Every text read from a file or standard input (compare's A and B, question files, a question file
+named in the configuration) is UTF-8, read with its leading byte order mark (BOM) removed and its
+line endings made LF (CRLF and lone CR alike): the RM-R1 models were trained on LF text, and an
+editor's choice of line ending or BOM must not change a verdict. JSON Lines files only lose the BOM
+(JSON needs no more: a CR before the newline is whitespace, and texts inside are escaped).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,34 @@ from typing import BinaryIO
 
 from rmjudge.errors import InputError
 
+BOM = "\ufeff"
+BOM_BYTES = BOM.encode()
 
-def decode_utf8(data: bytes, name: str) -> str:
+
+def strip_bom(data: bytes) -> bytes:
+    return data[len(BOM_BYTES) :] if data.startswith(BOM_BYTES) else data
+
+
+def normalise_text(text: str) -> str:
+    """``text`` without a leading BOM, with CRLF and CR line endings made LF (see the module doc)."""
+    return text.removeprefix(BOM).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def decode_utf8(data: bytes, name: str | None = None) -> str:
+    """``data`` as UTF-8; a one-line error naming ``name`` (or none, where the caller names the place)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
+        subject = f"{name} is not" if name else "not"
         raise InputError(
-            f"{name} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}): "
+            f"{subject} UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}): "
             "convert it first, e.g. iconv -f latin1 -t utf-8"
         ) from None
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """A file's bytes as the text the model sees: UTF-8, normalised (see the module doc)."""
+    return normalise_text(decode_utf8(data, name))
 
 
 def open_input(source: str, kind: str = "text file") -> BinaryIO:
@@ -34,7 +60,7 @@ def open_input(source: str, kind: str = "text file") -> BinaryIO:
 
 
 def read_text(source: str, stdin_used: list[bool] | None = None) -> str:
-    """The text of file ``source``, or of standard input for ``-`` (once per command)."""
+    """The text of file ``source``, or of standard input for ``-`` (once per command), normalised."""
     if source == "-" and stdin_used is not None:
         if stdin_used and stdin_used[0]:
             raise InputError("only one input can be '-' (standard input)")
@@ -47,7 +73,7 @@ def read_text(source: str, stdin_used: list[bool] | None = None) -> str:
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
-    return decode_utf8(data, "standard input" if source == "-" else source)
+    return decode_text(data, "standard input" if source == "-" else source)
 
 
 def text_or_file(value: str | None) -> str | None:

@@ -113,7 +113,15 @@ class FakeEngine:
         return {"A": p, "B": 1.0 - p}
 
     def generate(
-        self, prompt: list[int], *, max_tokens: int, sampling: Sampling, stop: str, probe: str, choices: tuple[str, ...]
+        self,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        sampling: Sampling,
+        stop: str,
+        probe: str,
+        choices: tuple[str, ...],
+        accept_stop: Callable[[str], bool] | None = None,
     ) -> Generation:
         text_prompt = "".join(map(chr, prompt))
         self.generate_calls.append(text_prompt)

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ import pytest
 
 from rmjudge.batch import BatchSummary, LineFailed, _Interrupts, run_batch
 from rmjudge.cache import VerdictCache, default_cache_path
-from rmjudge.errors import ExitCode, UsageError
+from rmjudge.errors import ExitCode, Terminated, UsageError
 from rmjudge.judge import Judge
 from tests.conftest import ROOT, SHARED, FakeEngine, run_cli
 
@@ -312,22 +313,46 @@ def test_usage_errors(judge: Judge, tmp_path: Path) -> None:
     assert batch(judge, source, existing, overwrite=True).judged == 1
     longer = write_lines(tmp_path / "longer.jsonl", [pair_row(1), pair_row(2)])
     batch(judge, longer, tmp_path / "two.jsonl")
-    with pytest.raises(UsageError, match="1 more lines than the input"):
+    with pytest.raises(UsageError, match=r"more lines than .*in.jsonl \(line 2 has no input line left\)"):
         batch(judge, source, tmp_path / "two.jsonl", resume=True)
 
 
-def test_sigint_waits_for_the_line_being_written() -> None:
-    with _Interrupts() as interrupts:
-        written = []
-        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the handler has run by now: it must not have raised
-            written.append("line")
-        assert written == ["line"]
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated  # what the command line's SIGTERM handler does
+
+
+@pytest.mark.parametrize(
+    ("signum", "handler", "stop"),
+    [
+        (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),  # Python's own, whatever was inherited
+        (signal.SIGTERM, _raise_terminated, Terminated),
+    ],
+)
+def test_a_signal_waits_for_the_line_being_written(
+    signum: int, handler: Callable[[int, FrameType | None], None], stop: type[BaseException]
+) -> None:
+    previous = signal.signal(signum, handler)
+    try:
+        with _Interrupts() as interrupts:
+            written = []
+            with pytest.raises(stop), interrupts.deferred():
+                os.kill(os.getpid(), signum)
+                time.sleep(0.05)  # the handler has run by now: it must not have raised
+                written.append("line")
+            assert written == ["line"]
+            with pytest.raises(stop):
+                os.kill(os.getpid(), signum)
+                time.sleep(1)
+        assert signal.getsignal(signum) is handler
+    finally:
+        signal.signal(signum, previous)
+
+
+def default_signals() -> None:
+    """For a child process (``preexec_fn``): SIGINT and SIGTERM as a terminal would deliver them,
+    not as this process may have inherited them (ignored, under ``nohup make test &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # -- the verdict cache ----------------------------------------------------------------------------
@@ -429,6 +454,31 @@ def _shortest_lines(path: Path, count: int) -> list[str]:
     return [lines[i] for i in keep]
 
 
+def signal_after_lines(
+    command: list[str], out: Path, lines: int, signum: int, tmp_path: Path
+) -> tuple[int, str]:
+    """Run ``rmjudge *command``, send ``signum`` once ``out`` has ``lines`` lines; its exit code and stderr."""
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rmjudge", *command],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, preexec_fn=default_signals,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while not (out.exists() and out.read_bytes().count(b"\n") >= lines):
+                assert process.poll() is None, stderr_path.read_text()
+                assert time.monotonic() < deadline, f"no {lines} lines within 10 minutes"
+                time.sleep(0.05)
+            process.send_signal(signum)
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return code, stderr_path.read_text()
+
+
 def _complete_rows(path: Path) -> list[dict[str, Any]]:
     data = path.read_bytes()
     assert data.endswith(b"\n"), "the output ends in a torn line"
@@ -445,24 +495,8 @@ def test_real_batch_interrupted_resumed_and_cached(gemma_path: Path, tmp_path: P
     out = tmp_path / "out.jsonl"
     options = ["--model", str(gemma_path), *GEMMA_OPTIONS]
 
-    with (tmp_path / "stderr.txt").open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rmjudge", "batch", str(source), "-o", str(out), *options],
-            stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 600
-            while not (out.exists() and out.read_bytes().count(b"\n") >= 20):
-                assert process.poll() is None, (tmp_path / "stderr.txt").read_text()
-                assert time.monotonic() < deadline, "no 20 lines within 10 minutes"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    message = (tmp_path / "stderr.txt").read_text()
+    command = ["batch", str(source), "-o", str(out), *options]
+    code, message = signal_after_lines(command, out, 20, signal.SIGINT, tmp_path)
     assert code == ExitCode.INTERRUPTED, message
     assert "interrupted" in message and "--resume" in message and "Traceback" not in message
     partial = _complete_rows(out)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rmjudge.errors import ContextTooLongError, ExitCode, InputError, UsageError
 from rmjudge.prompts import DEFAULT_QUESTION, Message, Pair, load_template
@@ -337,3 +340,94 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as raised:
         list(read_records(str(tmp_path / "nope.jsonl")))
     assert "no such file" in str(raised.value)
+
+
+# -- properties: any bytes in, one record per non-blank line out ----------------------------------
+
+_BOM = "\ufeff".encode()
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_FIELDS = st.sampled_from(["a", "b", "id", "label", "question", "prompt", "chosen", "rejected", "x"])
+_OBJECT_LINES = st.dictionaries(_FIELDS | st.text(max_size=6), _VALUES, max_size=6).map(
+    lambda obj: json.dumps(obj).encode()  # NaN and Infinity too: JSON that orjson refuses
+)
+_LINES = st.lists(
+    st.binary(max_size=40).map(lambda raw: raw.replace(b"\n", b""))  # any bytes: broken JSON, not UTF-8
+    | st.sampled_from([b"", b"  ", b"\t\r", b"[1, 2]", b'"text"', b"null", b"{", _BOM])
+    | _OBJECT_LINES,
+    max_size=12,
+)
+
+
+def _non_blank_line_numbers(blob: bytes) -> list[int]:
+    lines = blob.split(b"\n")
+    lines[0] = lines[0].removeprefix(_BOM)
+    return [number for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def _check_record(record: Record) -> None:
+    assert (record.pair is None) != (record.error is None)  # a pair to judge, or why not: never both
+    if record.error is not None:
+        assert isinstance(record.error, InputError) and record.error.exit_code == ExitCode.INPUT
+        assert str(record.error) and "\n" not in str(record.error)  # one line, whatever the input held
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=_LINES, bom=st.booleans(), final_newline=st.booleans())
+def test_any_bytes_give_one_record_per_non_blank_line(lines: list[bytes], bom: bool, final_newline: bool) -> None:
+    blob = (_BOM if bom else b"") + b"\n".join(lines) + (b"\n" if final_newline else b"")
+    # With a and b mapped, every object fits a schema: no line stops the reading.
+    found = list(read_records(io.BytesIO(blob), maps={"a": "a", "b": "b"}))
+    assert [record.line for record in found] == _non_blank_line_numbers(blob)
+    for record in found:
+        _check_record(record)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=_LINES)
+def test_without_a_map_only_a_first_object_of_no_schema_stops_the_reading(lines: list[bytes]) -> None:
+    blob = b"\n".join(lines)
+    found: list[Record] = []
+    try:
+        for record in read_records(io.BytesIO(blob)):
+            found.append(record)
+    except InputError as error:
+        # It names the line of the first object, after which nothing was read.
+        stopped = _non_blank_line_numbers(blob)[len(found)]
+        assert str(error).startswith(f"line {stopped} of input fits no known pair schema")
+        assert all(record.data is None for record in found)
+    else:
+        assert [record.line for record in found] == _non_blank_line_numbers(blob)
+    for record in found:
+        _check_record(record)
+
+
+_TEXTS = st.text(max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pair_id=st.one_of(st.text(max_size=10), st.integers(-(2**63), 2**63 - 1)),  # orjson reads wider ones as floats
+    question=_TEXTS.filter(lambda text: "Assistant:" not in text),  # a transcript becomes a conversation
+    a=_TEXTS,
+    b=_TEXTS,
+    label=st.sampled_from(["A", "B", "a", "model_b", 1, 2, None]),
+    ascii_only=st.booleans(),
+    ending=st.sampled_from([b"\n", b"\r\n", b""]),
+    bom=st.booleans(),
+)
+def test_valid_pairs_round_trip(
+    pair_id: str | int, question: str, a: str, b: str, label: str | int | None, ascii_only: bool, ending: bytes,
+    bom: bool,
+) -> None:  # fmt: skip
+    data = {"id": pair_id, "question": question, "answer_a": a, "answer_b": b, "label": label}
+    line = (_BOM if bom else b"") + json.dumps(data, ensure_ascii=ascii_only).encode() + ending
+    (record,) = read_records(io.BytesIO(line))
+    assert record.error is None, record.error
+    assert record.data == data and record.line == 1
+    assert record.pair == Pair(a=a, b=b, question=question)
+    assert record.label == parse_label(label)
+    assert record.key == "id:" + json.dumps(pair_id, ensure_ascii=False, separators=(",", ":"))
