@@ -380,25 +380,29 @@ def test_sixteen_concurrent_requests_each_get_their_own_judgment(
 def test_openrlhf_get_reward_with_and_without_reference(gemma_server: Client) -> None:
     prompt = "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n"
     responses = ["Paris.", "The capital of France is Paris.", ""]
+    gold = "Paris is the capital of France."
     body = {
-        "query": [prompt + r + "<end_of_turn>" for r in responses] + ["<bos>" + prompt + "Lyon<eos>"],
-        "prompts": [prompt] * 4,
-        "labels": ["Paris is the capital of France.", '{"reference": "Paris is the capital of France."}', "Paris",
-                   None],
-    }  # fmt: skip
+        "query": [prompt + r + "<end_of_turn>" for r in responses]
+        + ["<bos>" + prompt + "Lyon<eos>", prompt + "Marseille"],
+        "prompts": [prompt] * 5,
+        "labels": [gold, orjson.dumps({"reference": gold}).decode(), "Paris", None, ""],
+    }
     answer = gemma_server.post("/get_reward", body)
     assert answer.status == 200, answer.body
     rewards = answer.body["rewards"]
-    assert len(rewards) == 4 and answer.body["scores"] == rewards
+    assert len(rewards) == 5 and answer.body["scores"] == rewards
     assert all(0.0 <= r <= 1.0 for r in rewards)
-    assert rewards[2] == 0.0  # an empty response is not judged
-    assert answer.body["extra_logs"]["rmjudge_with_reference"] == [1.0, 1.0, 1.0, 0.0]
-    # A lone response without a reference cannot be judged pairwise; two can.
-    group = gemma_server.post(
-        "/get_reward", {"query": [prompt + "Paris.", prompt + "Lyon."], "prompts": [prompt, prompt], "labels": ["", ""]}
+    assert rewards[3] == pytest.approx(1.0 - rewards[4])  # the two without a reference, judged against each other
+    logs = answer.body["extra_logs"]
+    assert logs["rmjudge_with_reference"] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert logs["rmjudge_group_size"] == [2.0, 2.0, 1.0, 2.0, 2.0]
+    # A response the judge cannot take (longer than Gemma's 32k context) fails the request, named.
+    too_long = gemma_server.post(
+        "/get_reward",
+        {"query": [prompt + "Paris.", prompt + "word " * 40_000], "prompts": [prompt] * 2, "labels": [gold] * 2},
     )
-    assert group.status == 200 and len(group.body["rewards"]) == 2
-    assert all(0.0 <= r <= 1.0 for r in group.body["rewards"])
+    assert too_long.status == 413 and "query[1]" in too_long.body["error"], too_long.body
+    assert "context" in too_long.body["error"]
 
 
 @pytest.mark.model
@@ -437,18 +441,19 @@ def test_openrlhf_labels_carry_references() -> None:
         openrlhf.reference_of({"answer": "x"}, 1)
 
 
-def test_openrlhf_groups_and_rewards_without_judging() -> None:
-    found = openrlhf.groups(["p a", "p b", "p a", "q x"], ["p", "p", "p", "q"], [None, None, None, "ref"])
-    assert [(g.prompt, g.reference, g.indices) for g in found] == [("p", None, [0, 1, 2]), ("q", "ref", [3])]
-    assert found[0].candidates() == ["a", "b"]  # identical responses are judged once
-    assert openrlhf.group_rewards(found[0], [0.9, 0.1]) == [0.9, 0.1, 0.9]
-    alone = openrlhf.groups(["p a", "p "], ["p", "p"], None)[0]
-    assert openrlhf.lone_rewards(alone) == [1.0, 0.0]
-    same = openrlhf.groups(["p a", "p a"], ["p", "p"], None)[0]
-    assert openrlhf.lone_rewards(same) == [0.5, 0.5]
-    answer = openrlhf.answer(4, found, [[0.9, 0.1, 0.9], [0.4]])
-    assert answer["rewards"] == [0.9, 0.1, 0.9, 0.4] == answer["scores"]
-    assert answer["extra_logs"]["rmjudge_group_size"] == [3.0, 3.0, 3.0, 1.0]
+def test_openrlhf_lone_responses_without_reference_are_refused() -> None:
+    openrlhf.check_judgeable(["p", "p", "q"], [None, None, "ref"])
+    with pytest.raises(RmjudgeError, match=r"query\[2\] has no reference and is the only response"):
+        openrlhf.check_judgeable(["p", "p", "q"], [None, None, None])
+
+
+def test_openrlhf_answer_shape() -> None:
+    answer = openrlhf.answer(["p", "p", "q"], [None, None, "ref"], [0.75, 0.25, 0.5])
+    assert answer == {
+        "rewards": [0.75, 0.25, 0.5],
+        "scores": [0.75, 0.25, 0.5],
+        "extra_logs": {"rmjudge_with_reference": [0.0, 0.0, 1.0], "rmjudge_group_size": [2.0, 2.0, 1.0]},
+    }
 
 
 # -- the process: SIGTERM ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -270,24 +271,35 @@ async def rewards_route(state: ServeState, request: Request, data: Any) -> Any:
         raise Problem(413, f"{len(body.completions)} completions, more than this server's limit of {state.max_pairs}")
     request.state.pairs = len(body.completions)
     state.batcher.admit(len(body.completions))
+    question, conversation = body.request()
     from rmjudge.rewards import rewards
 
     values = await _in_thread(
-        state, rewards, QueuedJudge(state.batcher), body.question, body.completions, reference=body.reference
+        state,
+        rewards,
+        QueuedJudge(state.batcher),
+        question,
+        body.completions,
+        reference=body.reference,
+        conversation=conversation,
     )
     return {"rewards": [float(value) for value in values]}
 
 
-async def _group_rewards(state: ServeState, group: openrlhf.Group) -> list[float]:
-    from rmjudge.rewards import rewards
+def _openrlhf_rewards(
+    judge: QueuedJudge, prompts: list[str], responses: list[str], references: list[str | None]
+) -> list[float]:
+    """``trl_rewards`` (every group in one stream); a response it could not judge fails the request."""
+    from rmjudge.rewards import trl_rewards
 
-    lone = openrlhf.lone_rewards(group)
-    if lone is not None:
-        return lone
-    judged = await _in_thread(
-        state, rewards, QueuedJudge(state.batcher), group.prompt, group.candidates(), reference=group.reference
-    )
-    return openrlhf.group_rewards(group, judged)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        values = trl_rewards(judge, prompts, responses, references)
+    missing = [index for index, value in enumerate(values) if value is None]
+    if missing:
+        detail = str(caught[-1].message).removeprefix("rmjudge: ") if caught else "it could not be judged"
+        raise Problem(413, f"query[{missing[0]}] has no reward: {detail} (the completions are the queries, in order)")
+    return [float(value) for value in values if value is not None]
 
 
 async def get_reward_route(state: ServeState, request: Request, data: Any) -> Any:
@@ -295,10 +307,15 @@ async def get_reward_route(state: ServeState, request: Request, data: Any) -> An
     if len(body.query) > state.max_pairs:
         raise Problem(413, f"{len(body.query)} queries, more than this server's limit of {state.max_pairs}: split them")
     request.state.pairs = len(body.query)
-    found = openrlhf.groups(body.query, body.prompts, body.labels)
+    responses = [
+        openrlhf.response_of(query, prompt, i) for i, (query, prompt) in enumerate(zip(body.query, body.prompts))
+    ]
+    labels = body.labels if body.labels is not None else [None] * len(body.query)
+    references = [openrlhf.reference_of(label, index) for index, label in enumerate(labels)]
+    openrlhf.check_judgeable(body.prompts, references)
     state.batcher.admit(len(body.query))
-    values = await asyncio.gather(*(_group_rewards(state, group) for group in found))
-    return openrlhf.answer(len(body.query), found, values)
+    values = await _in_thread(state, _openrlhf_rewards, QueuedJudge(state.batcher), body.prompts, responses, references)
+    return openrlhf.answer(body.prompts, references, values)
 
 
 async def health_route(state: ServeState, request: Request, data: Any) -> Any:

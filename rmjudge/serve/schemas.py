@@ -73,10 +73,7 @@ class RankBody(_Request):
         return self
 
 
-class RewardsBody(BaseModel):
-    model_config = _STRICT
-
-    question: str | None = None
+class RewardsBody(_Request):
     completions: list[str] = Field(min_length=1)
     reference: str | None = None
 
