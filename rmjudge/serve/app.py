@@ -54,12 +54,12 @@ class ServeState:
     meta: dict[str, Any]  # the judge's model, template, sampling and versions (Judge.meta())
     api_key: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
-    max_pairs: int = 256  # pairs in one /v1/judge request, candidates in one /v1/rank request
+    max_pairs: int = 256  # pairs (candidates, completions, queries) in one request
     threads: int = 16  # ranking and reward requests worked on at once (each in a thread)
     debug: bool = False
     draining: bool = False
     workers: ThreadPoolExecutor = field(init=False)
-    _thread_jobs: int = 0
+    thread_jobs: int = 0  # ranking and reward requests admitted: running, or waiting for a thread
 
     def __post_init__(self) -> None:
         self.workers = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="rmjudge-request")
@@ -181,7 +181,7 @@ def _validated(model: type[Body], data: Any) -> Body:
         raise Problem(422, describe(error)) from None
 
 
-def _pairs_of(data: Any, limit: int) -> tuple[list[Pair], bool]:
+def _pairs_of(data: Any) -> tuple[list[Pair], bool]:
     """The pairs of a /v1/judge body and whether it was a single pair (answered as one object)."""
     if isinstance(data, dict):
         return [_validated(PairBody, data).to_pair()], True
@@ -189,8 +189,6 @@ def _pairs_of(data: Any, limit: int) -> tuple[list[Pair], bool]:
         raise Problem(422, 'the body must be a pair {"question", "a", "b"} or a list of pairs')
     if not data:
         raise Problem(422, "the list of pairs is empty: send one or more pairs")
-    if len(data) > limit:
-        raise Problem(413, f"{len(data)} pairs in one request, more than this server's limit of {limit}: split it")
     pairs = []
     for index, item in enumerate(data):
         try:
@@ -203,23 +201,33 @@ def _pairs_of(data: Any, limit: int) -> tuple[list[Pair], bool]:
 # -- judging -----------------------------------------------------------------------------------
 
 
+def _admit(state: ServeState, request: Request, count: int, what: str) -> None:
+    """Let a request of ``count`` pairs (candidates, ...) in, or refuse it: 413 beyond the per-request
+    limit, 503 when the queue is full."""
+    if count > state.max_pairs:
+        limit = state.max_pairs
+        raise Problem(413, f"{count} {what} in one request, more than this server's limit of {limit}: split it")
+    request.state.pairs = count
+    state.batcher.admit(count)
+
+
 async def _judged(state: ServeState, pairs: Sequence[Pair]) -> list[Judgment | RmjudgeError]:
     return await asyncio.wrap_future(state.batcher.submit(pairs))
 
 
 async def _in_thread(state: ServeState, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
     """Run a ranking or rewards call in a worker thread; its pairs still go through the batcher."""
-    if state._thread_jobs >= state.threads * 2:
+    if state.thread_jobs >= state.threads * 2:
         raise QueueFull(
-            f"the judge is busy: {state._thread_jobs} ranking and reward requests are in progress; retry later",
-            state.batcher._retry_after(state.batcher.stats().queued + state._thread_jobs),
+            f"the judge is busy: {state.thread_jobs} ranking and reward requests are in progress; retry later",
+            state.batcher.retry_after(state.batcher.stats().queued + state.thread_jobs),
         )
-    state._thread_jobs += 1
+    state.thread_jobs += 1
     try:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(state.workers, partial(function, *args, **kwargs))
     finally:
-        state._thread_jobs -= 1
+        state.thread_jobs -= 1
 
 
 def _judgment_or_error(outcome: Judgment | RmjudgeError) -> dict[str, Any]:
@@ -229,8 +237,8 @@ def _judgment_or_error(outcome: Judgment | RmjudgeError) -> dict[str, Any]:
 
 
 async def judge_route(state: ServeState, request: Request, data: Any) -> Any:
-    pairs, single = _pairs_of(data, state.max_pairs)
-    request.state.pairs = len(pairs)
+    pairs, single = _pairs_of(data)
+    _admit(state, request, len(pairs), "pairs")
     outcomes = await _judged(state, pairs)
     if single:
         if isinstance(outcomes[0], RmjudgeError):
@@ -241,10 +249,7 @@ async def judge_route(state: ServeState, request: Request, data: Any) -> Any:
 
 async def rank_route(state: ServeState, request: Request, data: Any) -> Any:
     body = _validated(RankBody, data)
-    if len(body.candidates) > state.max_pairs:
-        raise Problem(413, f"{len(body.candidates)} candidates, more than this server's limit of {state.max_pairs}")
-    request.state.pairs = len(body.candidates)
-    state.batcher.admit(len(body.candidates))
+    _admit(state, request, len(body.candidates), "candidates")
     question, conversation = body.request()
     from rmjudge.rank import rank
 
@@ -267,10 +272,7 @@ async def rank_route(state: ServeState, request: Request, data: Any) -> Any:
 
 async def rewards_route(state: ServeState, request: Request, data: Any) -> Any:
     body = _validated(RewardsBody, data)
-    if len(body.completions) > state.max_pairs:
-        raise Problem(413, f"{len(body.completions)} completions, more than this server's limit of {state.max_pairs}")
-    request.state.pairs = len(body.completions)
-    state.batcher.admit(len(body.completions))
+    _admit(state, request, len(body.completions), "completions")
     question, conversation = body.request()
     from rmjudge.rewards import rewards
 
@@ -304,16 +306,13 @@ def _openrlhf_rewards(
 
 async def get_reward_route(state: ServeState, request: Request, data: Any) -> Any:
     body = _validated(GetRewardBody, data)
-    if len(body.query) > state.max_pairs:
-        raise Problem(413, f"{len(body.query)} queries, more than this server's limit of {state.max_pairs}: split them")
-    request.state.pairs = len(body.query)
     responses = [
         openrlhf.response_of(query, prompt, i) for i, (query, prompt) in enumerate(zip(body.query, body.prompts))
     ]
     labels = body.labels if body.labels is not None else [None] * len(body.query)
     references = [openrlhf.reference_of(label, index) for index, label in enumerate(labels)]
     openrlhf.check_judgeable(body.prompts, references)
-    state.batcher.admit(len(body.query))
+    _admit(state, request, len(body.query), "queries")
     values = await _in_thread(state, _openrlhf_rewards, QueuedJudge(state.batcher), body.prompts, responses, references)
     return openrlhf.answer(body.prompts, references, values)
 

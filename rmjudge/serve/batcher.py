@@ -178,7 +178,7 @@ class Batcher:
             raise QueueFull(
                 f"the judge is busy: {len(self._items)} pairs are waiting (queue limit {self.queue_limit}); "
                 "retry after the time in Retry-After",
-                self._retry_after(len(self._items) + self._running),
+                self.retry_after(len(self._items) + self._running),
             )
 
     def submit(self, pairs: Sequence[Pair], *, admitted: bool = False) -> Future[list[Judgment | RmjudgeError]]:
@@ -203,7 +203,8 @@ class Batcher:
         with self._wake:
             return Stats(len(self._items), self._running, self._batches, self._judged, self._seconds_per_pair)
 
-    def _retry_after(self, pairs_ahead: int) -> int:
+    def retry_after(self, pairs_ahead: int) -> int:
+        """Seconds a client should wait for ``pairs_ahead`` pairs to be judged, from the recent pace."""
         per_pair = self._seconds_per_pair or 1.0
         return max(1, min(RETRY_AFTER_MAX, math.ceil(per_pair * pairs_ahead)))
 
