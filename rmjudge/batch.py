@@ -28,6 +28,7 @@ import orjson
 
 from rmjudge.errors import ContextTooLongError, ExitCode, OutputError, RmjudgeError, Terminated, UsageError
 from rmjudge.judge import ORDERS, Judge, Judgment
+from rmjudge.progress import Progress, no_progress
 from rmjudge.records import Record, count_records, read_records, record_key, with_error
 from rmjudge.verdict import one_line_reason
 
@@ -67,6 +68,11 @@ class BatchSummary:
     @property
     def written(self) -> int:
         return self.judged + self.failed
+
+    def stop(self, interrupt: KeyboardInterrupt) -> None:
+        """Ctrl-C, or SIGTERM raised as ``Terminated``, ended the run (after the lines already written)."""
+        self.interrupted = True
+        self.terminated = self.terminated or isinstance(interrupt, Terminated)
 
     @property
     def exit_code(self) -> int:
@@ -511,52 +517,6 @@ class _Sink:
             self._own = False
 
 
-@contextmanager
-def _progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(advance=0, **fields)``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        Task,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    from rmjudge.render import stderr
-
-    class RateColumn(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            if speed is None:
-                return Text("")
-            per_minute = speed * 60
-            shown = f"{per_minute:.1f}" if per_minute < 100 else f"{per_minute:.0f}"
-            return Text(f"{shown}/min", style="progress.data.speed")
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("pairs"),
-        RateColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("· ties {task.fields[ties]} · forced {task.fields[forced]} · failed {task.fields[failed]}"),
-        console=stderr,
-        transient=True,
-        disable=not (enabled and stderr.is_terminal),
-    ) as progress:
-        task = progress.add_task("starting", total=total, ties=0, forced=0, failed=0)
-
-        def update(advance: int = 0, **fields: Any) -> None:
-            progress.update(task, advance=advance, **fields)
-
-        yield update
-
-
 # -- the batch ---------------------------------------------------------------------------------
 
 
@@ -578,7 +538,7 @@ def run_batch(
     strict: bool = False,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Judge every pair in ``source`` (a path or ``-``) into ``output`` (a path, or None: stdout).
@@ -609,7 +569,8 @@ def run_batch(
     warnings = 0
     judge: Judge | None = None
 
-    with _Interrupts() as interrupts, _progress_bar(remaining, progress) as update:
+    bar = (progress or no_progress)(remaining, description="starting", ties=0, forced=0, failed=0)
+    with _Interrupts() as interrupts, bar as update:
 
         def loaded_judge() -> Judge:
             nonlocal judge
@@ -661,9 +622,13 @@ def run_batch(
                     more = " (more failed lines are named only in the output)" if warnings == MAX_WARNINGS else ""
                     warn(f"line {record.line}: {record.error}{more}")
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated
-            summary.interrupted = True
-            summary.terminated = isinstance(stop, Terminated)
+            summary.stop(stop)
         finally:
-            sink.close()
+            try:
+                sink.close()
+            except KeyboardInterrupt as stop:
+                # A signal sent to another thread reaches the main thread only at its next bytecode:
+                # when the loop had already ended (a pipe closed with the signal), that is here.
+                summary.stop(stop)
             summary.seconds = time.perf_counter() - started
     return summary

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from rmjudge.config import CheckConfig, Settings
 from rmjudge.errors import ExitCode, InputError, UsageError
 from rmjudge.prompts import Pair
-from rmjudge.render import percent
 from rmjudge.textio import decode_utf8
 from rmjudge.verdict import one_line_reason
 
@@ -250,6 +249,8 @@ def plan_check(
         raise UsageError("--against and --reference exclude each other: give one baseline")
     config = config or CheckConfig(path=None, defaults=Settings())
     overrides = overrides or Settings()
+    if overrides.threshold is not None and not 0 <= overrides.threshold <= 1:
+        raise UsageError(f"--threshold {overrides.threshold}: give a confidence from 0 to 1")
     if reference is not None and not os.path.exists(reference):
         raise InputError(f"--reference {reference}: no such file or directory")
 
@@ -419,35 +420,3 @@ def run_check(items: Iterable[CheckItem], judge_for: JudgeFactory) -> Iterator[F
 
 def exit_code(results: Iterable[FileResult]) -> int:
     return ExitCode.OK if all(result.passed for result in results) else ExitCode.NEGATIVE
-
-
-# -- report -------------------------------------------------------------------------------------
-
-
-def report_line(result: FileResult) -> str:
-    """One compact line: ``✗ docs/x.md  worse (baseline wins, 84% ≥ 60%): <reason>``."""
-    if result.judgment is None:
-        return f"· {result.path}  {result.note}"
-    confidence, threshold = percent(result.confidence), percent(result.threshold)
-    if result.status == "better":
-        head = f"✓ {result.path}  better (new text wins, {confidence})"
-    elif result.status == "tie":
-        why = "the orders disagree" if not result.judgment.consistent else f"{confidence}"
-        head = f"✓ {result.path}  tie ({why})"
-    elif result.passed:
-        head = f"✓ {result.path}  worse, under the threshold (baseline wins, {confidence} < {threshold})"
-    else:
-        head = f"✗ {result.path}  worse (baseline wins, {confidence} ≥ {threshold})"
-    return f"{head}: {result.reason}" if result.reason else head
-
-
-def summary(results: Sequence[FileResult]) -> str:
-    counts: dict[str, int] = {}
-    for result in results:
-        key = "worse, under the threshold" if result.status == "worse" and result.passed else result.status
-        counts[key] = counts.get(key, 0) + 1
-    failed = sum(not result.passed for result in results)
-    parts = ", ".join(f"{count} {status}" for status, count in counts.items())
-    files = f"{len(results)} file{'s' if len(results) != 1 else ''}"
-    verdict = f"failed: {failed} got worse" if failed else "passed"
-    return f"rmjudge check {verdict} ({files}: {parts})"

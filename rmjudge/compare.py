@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from rmjudge import gguf
 from rmjudge.prompts import Pair, detect_family, load_template
-from rmjudge.textio import read_text, text_or_file
+from rmjudge.textio import read_question, read_text
 
 
-def read_pair(a: str, b: str, question: str | None) -> Pair:
+def read_pair(a: str, b: str, question: str | None, warn: Callable[[str], None] | None = None) -> Pair:
+    """Texts A and B (files, or - for standard input) and the question (text, a file, or None)."""
     stdin_used: list[bool] = []
-    return Pair(a=read_text(a, stdin_used), b=read_text(b, stdin_used), question=text_or_file(question))
+    text_a, text_b = read_text(a, stdin_used), read_text(b, stdin_used)
+    return Pair(a=text_a, b=text_b, question=read_question(question, warn, stdin_used))
 
 
 def show_prompt(pair: Pair, *, model: str | None, template: str | None, order: str) -> dict[str, Any]:

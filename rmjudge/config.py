@@ -7,6 +7,7 @@ threshold = 0.7                     # block when the baseline wins with at least
 max_tokens = 512                    # reasoning budget per order
 question = "..."                    # what "better" means: text, or a file relative to this file
 template = "instruct"               # prompt family, or a directory relative to this file
+parallel = 4                        # sequences decoded at once; endpoints = ["http://..."], concurrency = 8
 
 [[tool.rmjudge.check]]              # per glob; the first entry whose files match applies
 files = "docs/generated/*.md"       # or a list of globs, relative to this file's directory
@@ -47,6 +48,10 @@ class Settings:
     question: str | None = None
     threshold: float | None = None
     max_tokens: int | None = None
+    # Where and how wide the judge runs (top level only: not per glob). Endpoints: OpenAI-compatible servers.
+    parallel: int | None = None
+    endpoints: tuple[str, ...] | None = None
+    concurrency: int | None = None
 
     def over(self, lower: Settings) -> Settings:
         """These settings, with the unset ones taken from ``lower``."""
@@ -160,10 +165,23 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise _fail(path, f"{prefix}max_tokens", f"expected a whole number, 0 or more, got {budget!r}")
         values["max_tokens"] = budget
+    for key in ("parallel", "concurrency"):
+        if key in table:
+            count = table[key]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise _fail(path, f"{prefix}{key}", f"expected a whole number, 1 or more, got {count!r}")
+            values[key] = count
+    if "endpoints" in table:
+        endpoints = table["endpoints"]
+        endpoints = [endpoints] if isinstance(endpoints, str) else endpoints
+        if not isinstance(endpoints, list) or not endpoints or not all(isinstance(e, str) and e for e in endpoints):
+            raise _fail(path, f"{prefix}endpoints", f"expected a URL or a list of URLs, got {table['endpoints']!r}")
+        values["endpoints"] = tuple(endpoints)
     return Settings(**values)
 
 
 SETTING_KEYS = {f.name for f in fields(Settings)}
+ENGINE_KEYS = {"parallel", "endpoints", "concurrency"}  # how the judge runs: one choice for the whole project
 
 
 def parse_config(path: Path, table: dict[str, Any], prefix: str) -> CheckConfig:
@@ -182,7 +200,7 @@ def parse_config(path: Path, table: dict[str, Any], prefix: str) -> CheckConfig:
         globs_ok = isinstance(patterns, list) and patterns and all(isinstance(p, str) and p.strip() for p in patterns)
         if not globs_ok:
             raise _fail(path, f"{where}files", f"expected a glob or a non-empty list of globs, got {entry['files']!r}")
-        settings = _settings(path, {k: v for k, v in entry.items() if k != "files"}, where, SETTING_KEYS)
+        settings = _settings(path, {k: v for k, v in entry.items() if k != "files"}, where, SETTING_KEYS - ENGINE_KEYS)
         rules.append(Rule(tuple(patterns), settings, tuple(glob_regex(p) for p in patterns)))
     return CheckConfig(path=path, defaults=defaults, rules=tuple(rules))
 

@@ -6,19 +6,22 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+from enum import IntEnum
 
-class ExitCode:
-    """Process exit codes, documented in README.md ("Exit codes")."""
+
+class ExitCode(IntEnum):
+    """Every code the command line exits with, documented in README.md ("Exit codes")."""
 
     OK = 0
     NEGATIVE = 1  # the check failed: --expect not met, a file got worse, a batch line failed
-    USAGE = 2  # bad arguments or options
+    USAGE = 2  # bad arguments, options or configuration
     INPUT = 3  # unreadable input: missing file, not UTF-8, broken JSON(L)
     MODEL = 4  # model missing, unknown, corrupt, not downloadable (no network, 401, 404)
     CONTEXT = 5  # input longer than the model's context
-    OUTPUT = 6  # cannot write the output (disk full, I/O error); the lines already written are kept
-    INTERRUPTED = 130  # Ctrl-C; everything already written is kept
-    TERMINATED = 143  # SIGTERM (128 + 15), handled as gracefully as Ctrl-C
+    OUTPUT = 6  # the output cannot be written (a full disk, an I/O error); the message names the path
+    INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE); --debug shows its traceback
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); everything already written is kept
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM), from kill, a job scheduler or a container; as Ctrl-C
 
 
 class RmjudgeError(Exception):
@@ -40,7 +43,8 @@ class OutputError(RmjudgeError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised by the command line's handler; every loop that stops cleanly on Ctrl-C stops on it too."""
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so every ``except KeyboardInterrupt``
+    that keeps written work also serves ``kill``; the command line then exits 143 instead of 130."""
 
     exit_code = ExitCode.TERMINATED
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +23,7 @@ import orjson
 from rmjudge.errors import ContextTooLongError, InputError, UsageError
 from rmjudge.judge import Judge
 from rmjudge.metrics import OrderResult, PairResult, Skipped, rm_bench_styles
+from rmjudge.progress import Progress, no_progress
 from rmjudge.prompts import Pair
 from rmjudge.records import Record, read_records
 from rmjudge.verdict import one_line_reason
@@ -122,6 +123,32 @@ def check_protocol(protocol: str, max_tokens: int | None) -> None:
         raise UsageError("--protocol verdict-only judges with no reasoning (--max-tokens 0): leave --max-tokens out")
 
 
+def eval_mode(
+    *, data: str | None, from_results: Path | None, compare: tuple[Path, Path] | None, plot: Path | None = None,
+    out: Path | None = None, limit: int | None = None, maps: Sequence[str] = (), rm_bench_matrix: bool = False,
+    protocol: str = "both", max_tokens: int | None = None,
+) -> str:  # fmt: skip
+    """What ``rmjudge eval`` is asked to do: "judge" DATA, recompute a report "from" results, or
+    "compare" two reports; a usage error when the options do not go with it."""
+    if sum(x is not None for x in (data, from_results, compare)) != 1:
+        raise UsageError("give one of: DATA to judge, --from RESULTS to recompute a report, --compare A B")
+    judging_only = out is not None or limit is not None or bool(maps) or rm_bench_matrix
+    if compare is not None:
+        if plot is not None or judging_only:
+            raise UsageError("--compare reads two reports and takes none of --plot, --out, --limit, --map")
+        return "compare"
+    if from_results is not None:
+        if judging_only:
+            raise UsageError("--limit, --out, --map and --rm-bench-matrix apply when judging DATA, not with --from")
+        return "from"
+    check_protocol(protocol, max_tokens)
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: give a number of pairs, 1 or more")
+    if out is not None and data != "-" and out.resolve() == Path(str(data)).resolve():
+        raise UsageError(f"--out {out} is the input file: write the results elsewhere")
+    return "judge"
+
+
 def official_order(pair_id: str, seed: int) -> str:
     """The order RM-R1's protocol shows this pair in: a fair coin from the seed and the pair's id."""
     digest = hashlib.sha256(f"{seed}\0{pair_id}".encode()).digest()
@@ -212,12 +239,11 @@ def run_eval(
     seed: int,
     run: dict[str, Any],
     out: Path | None = None,
-    console: Any = None,
+    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[PairResult], list[Skipped]]:
     """``evaluate`` for the command line: results written to ``out`` as they come, skipped inputs
-    reported on ``console`` (a rich Console on stderr), and a progress bar there when it is a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    told to ``warn``, the pairs judged so far to ``progress``."""
     stream: IO[bytes] | None = None
     if out is not None:
         try:
@@ -226,11 +252,7 @@ def run_eval(
             raise InputError(f"cannot write the results to {out}: {error.strerror}") from None
     writer = ResultsWriter(stream, run) if stream is not None else None
     total = sum(isinstance(item, LabelledPair) for item in items)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=console is None or not console.is_terminal,
-    )  # fmt: skip
-    task = progress.add_task("judging", total=total)
+    bar = (progress or no_progress)(total, description="judging")
     scores: list[float] = []
     warned = 0
 
@@ -240,20 +262,19 @@ def run_eval(
             writer(outcome)
         if isinstance(outcome, Skipped):
             warned += 1
-            if console is not None and warned <= MAX_WARNINGS:
-                console.print(f"rmjudge: skipped {outcome.id} ({outcome.message})", highlight=False, markup=False)
+            if warn is not None and warned <= MAX_WARNINGS:
+                warn(f"skipped {outcome.id} ({outcome.message})")
             return
         scores.append(outcome.score)
         accuracy = sum(scores) / len(scores)
-        progress.update(task, advance=1, description=f"judging · accuracy so far {100 * accuracy:.0f}%")
+        update(advance=1, description=f"judging · accuracy so far {100 * accuracy:.0f}%")
 
     try:
-        with progress:
+        with bar as update:
             return evaluate(judge, items, protocol=protocol, seed=seed, on_item=on_item)
     finally:
-        if console is not None and warned > MAX_WARNINGS:
-            more = warned - MAX_WARNINGS
-            console.print(f"rmjudge: {more} more inputs skipped (counted in the report)", highlight=False)
+        if warn is not None and warned > MAX_WARNINGS:
+            warn(f"{warned - MAX_WARNINGS} more inputs skipped (counted in the report)")
         if stream is not None:
             stream.close()
 
@@ -342,136 +363,3 @@ def limited(items: Iterable[LabelledPair | Skipped], limit: int | None) -> Itera
         if isinstance(item, LabelledPair):
             pairs += 1
         yield item
-
-
-# -- the report on a terminal ----------------------------------------------------------------------
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _number(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def _interval(estimate: dict[str, Any]) -> str:
-    if estimate.get("low") is None:
-        return ""
-    return f"[{_percent(estimate['low'])}, {_percent(estimate['high'])}]"
-
-
-def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    flips, first = report["flip_rate"], report["first_position_rate"]
-    bias, calibration = report["length_bias"], report["calibration"]
-    tokens, speed = report["tokens"], report["speed"]
-    return [
-        ("Flip rate", f"{_percent(flips['value'])} of {flips['n']} pairs judged in both orders"),
-        ("First position wins", f"{_percent(first['value'])} of {first['n']} order-judgments (50%: no position bias)"),
-        (
-            "Longer response wins",
-            f"{_percent(bias['judge_picks_longer'])} (labels: {_percent(bias['label_prefers_longer'])}) "
-            f"of {bias['n']} pairs of unequal length",
-        ),
-        ("Forced verdicts", f"{_percent(report['forced_rate']['value'])} of order-judgments"),
-        ("Ties", f"{_percent(report['tie_rate']['value'])} of pairs"),
-        ("Calibration error", f"{_number(calibration['ece'], 3)} (ECE over {calibration['n']} pairs with a winner)"),
-        (
-            "Tokens per judgment",
-            f"{_number(tokens['prompt_per_judgment'], 0)} prompt, "
-            f"{_number(tokens['generated_per_judgment'], 1)} generated",
-        ),
-        (
-            "Speed",
-            f"{_number(speed['pairs_per_minute'], 2)} pairs/min over {speed['judged_pairs']} judged pairs; "
-            f"{_number(speed['model_minutes'], 2)} model minutes",
-        ),
-        ("Cache", f"{_percent(speed['cache_hit_rate'])} of order-judgments served from the verdict cache"),
-    ]
-
-
-def render_report(report: dict[str, Any]) -> Any:
-    """A rich renderable of the whole report."""
-    from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
-    run = report.get("run") or {}
-    skipped = report.get("skipped") or {}
-    data = Path(str(run.get("data", "?"))).name
-    model = (run.get("model") or {}).get("file", "?")
-    budget = (run.get("sampling") or {}).get("max_tokens", "?")
-    skipped_text = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items())
-    headline = (
-        f"[bold]rmjudge eval[/] · {escape(data)} · protocol [bold]{escape(str(run.get('protocol', '?')))}[/]"
-        f" · {escape(model)} · budget {budget} · seed {run.get('seed', '?')}\n"
-        f"{report['pairs']} pairs judged" + (f", skipped: {skipped_text}" if skipped else "")
-    )
-    parts: list[Any] = [Text.from_markup(headline)]
-
-    table = Table(title="Accuracy (ties count half, 95% bootstrap interval)", title_justify="left")
-    table.add_column("")
-    for column in ("pairs", "accuracy", "interval"):
-        table.add_column(column, justify="right")
-    overall = report["accuracy"]
-    table.add_row("[bold]all[/]", str(overall["n"]), f"[bold]{_percent(overall['value'])}[/]", _interval(overall))
-    for name, estimate in report["subsets"].items():
-        table.add_row(escape(name), str(estimate["n"]), _percent(estimate["value"]), _interval(estimate))
-    parts.append(table)
-
-    rewardbench = report.get("rewardbench")
-    if rewardbench:
-        table = Table(title="RewardBench sections (subsets weighted as RewardBench does)", title_justify="left")
-        for column in ("section", "pairs", "score", "subsets"):
-            table.add_column(column)
-        for section, value in rewardbench["sections"].items():
-            table.add_row(section, str(value["n"]), _percent(value["value"]), escape(", ".join(value["subsets"])))
-        if rewardbench.get("score") is not None:
-            table.add_row("[bold]score[/]", "", f"[bold]{_percent(rewardbench['score'])}[/]", "mean of the sections")
-        parts.append(table)
-
-    rm_bench = report.get("rm_bench")
-    if rm_bench:
-        levels = ("easy", "normal", "hard")
-        table = Table(title="RM-Bench accuracy (pairs) · hard: chosen less styled", title_justify="left")
-        table.add_column("")
-        for level in levels:
-            table.add_column(level, justify="right")
-        for name, by_level in [("all", rm_bench), *rm_bench["subsets"].items()]:
-            table.add_row(escape(name), *(f"{_percent(by_level[lv]['value'])} ({by_level[lv]['n']})" for lv in levels))
-        parts.append(table)
-
-    table = Table(show_header=False, box=None, title="Biases and cost", title_justify="left")
-    for name, value in _summary_rows(report):
-        table.add_row(f"[bold]{name}[/]", value)
-    parts.append(table)
-    return Group(*parts)
-
-
-def render_comparison(rows: list[dict[str, Any]], name_a: str, name_b: str) -> Any:
-    """A rich table of ``metrics.compare_reports`` rows."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"a: {escape(name_a)}   b: {escape(name_b)}", title_justify="left")
-    table.add_column("metric")
-    for column in ("a", "b", "b - a"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        digits = 0 if row["kind"] == "count" else 2
-
-        def shown(value: float | None, kind: str = row["kind"], digits: int = digits) -> str:
-            return _percent(value) if kind == "rate" else _number(value, digits)
-
-        if row["delta"] is None:
-            delta = ""
-        elif row["kind"] == "rate":
-            delta = f"{100 * row['delta']:+.1f} pts"
-        else:
-            delta = f"{row['delta']:+,.{digits}f}"
-        if row["b_outside_a_interval"]:
-            delta = f"[bold]{delta}[/] *"
-        table.add_row(escape(row["metric"]), shown(row["a"]), shown(row["b"]), delta)
-    table.caption = "*: b lies outside a's 95% interval"
-    return table

@@ -1,11 +1,13 @@
 """Read a GGUF file's metadata (key/value header) without loading the model.
 
 Cheap enough to run before every load: it tells the prompt family, the chat template and
-the trained context length, and rejects files that are not GGUF or are cut short.
+the trained context length, and rejects files that are not GGUF (wrong magic bytes) or are GGUF
+cut short (an interrupted download): two different mistakes, with two different fixes.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -18,6 +20,17 @@ _SCALARS = {
 }  # fmt: skip
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 64  # token lists are huge: keep only their length
+_LARGE_READ = 1 << 20  # a read this big is checked against the file's size first
+MAGIC = b"GGUF"
+# llama.cpp's llama_ftype (include/llama.h), stored as general.file_type.
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
+    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
+    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+    38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
+}  # fmt: skip
 
 
 class _Truncated(Exception):
@@ -25,6 +38,9 @@ class _Truncated(Exception):
 
 
 def _read(handle: BinaryIO, size: int) -> bytes:
+    # A garbage length must not become a huge allocation: past the end of the file, the file was cut.
+    if size > _LARGE_READ and size > os.fstat(handle.fileno()).st_size - handle.tell():
+        raise _Truncated
     data = handle.read(size)
     if len(data) != size:
         raise _Truncated
@@ -52,12 +68,23 @@ def _read_value(handle: BinaryIO, value_type: int) -> object:
     return struct.unpack(fmt, _read(handle, struct.calcsize(fmt)))[0]
 
 
+def _check_magic(path: Path, handle: BinaryIO) -> None:
+    """A file that starts with anything but ``GGUF`` is not one; a shorter file that starts like one was cut."""
+    magic = handle.read(len(MAGIC))
+    if magic == MAGIC:
+        return
+    if not magic:
+        raise ModelError(f"{path} is empty, not a GGUF model (an interrupted download?): delete it and fetch it again")
+    if MAGIC.startswith(magic):
+        raise _Truncated
+    raise ModelError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): pass a .gguf model")
+
+
 def read_metadata(path: Path) -> dict[str, object]:
     """All header key/values of a GGUF file; raises ModelError for anything that is not one."""
     try:
         with path.open("rb") as handle:
-            if _read(handle, 4) != b"GGUF":
-                raise ModelError(f"{path} is not a GGUF file (pass a .gguf model)")
+            _check_magic(path, handle)
             (version,) = struct.unpack("<I", _read(handle, 4))
             if version < 2:
                 raise ModelError(f"{path} is GGUF version {version}; re-download a current GGUF")
@@ -82,6 +109,12 @@ def context_length(metadata: dict[str, object]) -> int | None:
     """The context length the model was trained with (``<arch>.context_length``)."""
     value = metadata.get(f"{metadata.get('general.architecture')}.context_length")
     return value if isinstance(value, int) else None
+
+
+def quant_name(metadata: dict[str, object]) -> str | None:
+    """The quantization recorded in the header (``general.file_type``), as llama.cpp names it."""
+    file_type = metadata.get("general.file_type")
+    return FILE_TYPES.get(file_type) if isinstance(file_type, int) else None
 
 
 def chat_template(metadata: dict[str, object]) -> str | None:

@@ -9,11 +9,16 @@ editor's choice of line ending or BOM must not change a verdict. JSON Lines file
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from rmjudge.errors import InputError
+from rmjudge.errors import InputError, UsageError
+
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")  # ".txt", ".md", ".jsonl"; not "3.14"
 
 BOM = "\ufeff"
 BOM_BYTES = BOM.encode()
@@ -63,7 +68,7 @@ def read_text(source: str, stdin_used: list[bool] | None = None) -> str:
     """The text of file ``source``, or of standard input for ``-`` (once per command), normalised."""
     if source == "-" and stdin_used is not None:
         if stdin_used and stdin_used[0]:
-            raise InputError("only one input can be '-' (standard input)")
+            raise UsageError("only one input can be '-' (standard input)")
         stdin_used[:] = [True]
     handle = open_input(source, "path to a text file")
     try:
@@ -76,10 +81,29 @@ def read_text(source: str, stdin_used: list[bool] | None = None) -> str:
     return decode_text(data, "standard input" if source == "-" else source)
 
 
-def text_or_file(value: str | None) -> str | None:
-    """``--question``: an existing file's content, else the text itself."""
+def _looks_like_a_file_name(value: str) -> bool:
+    """No whitespace, and a path separator or a file extension: "notes/q.txt", "question.md"."""
+    separator = "/" in value or os.sep in value
+    return not any(c.isspace() for c in value) and (separator or _EXTENSION.search(value) is not None)
+
+
+def read_question(
+    value: str | None, warn: Callable[[str], None] | None = None, stdin_used: list[bool] | None = None
+) -> str | None:
+    """``--question``: an existing file's content, else the text itself. None (the default question)
+    when there is none or it is empty; ``warn`` says so. A value that looks like a file name but names
+    no file is refused: it is more likely a typo than the question."""
     if value is None:
         return None
-    if value == "-" or (len(value) < 4096 and "\n" not in value and Path(value).is_file()):
-        return read_text(value)
-    return value
+    from_file = value == "-" or (len(value) < 4096 and "\n" not in value and Path(value).is_file())
+    if not from_file and _looks_like_a_file_name(value):
+        raise InputError(
+            f"--question {value}: no such file (to ask it as the question itself, add a space or end it with '?')"
+        )
+    text = read_text(value, stdin_used) if from_file else value
+    if text.strip():
+        return text
+    if warn is not None:
+        where = f" in {'standard input' if value == '-' else value}" if from_file else ""
+        warn(f"the question{where} is empty: judging with the default task statement")
+    return None

@@ -71,6 +71,32 @@ def run_cli(
     )
 
 
+def invoke_cli(
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``rmjudge ARGS`` in this process (typer's CliRunner): what ``run_cli`` returns, without a new
+    interpreter's start-up. For everything but what only a real process shows (signals, the entry point)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from rmjudge.cli import app
+
+    before = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), input=stdin, env=env)
+    finally:
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a bug escaped the command's error handling: show it, as a traceback would
+    return subprocess.CompletedProcess(["rmjudge", *args], result.exit_code, result.stdout, result.stderr)
+
+
 class FakeEngine:
     """An Engine that answers from a script: for orchestration tests, never for model behaviour.
 

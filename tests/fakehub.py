@@ -3,7 +3,8 @@
 It answers the HTTP routes huggingface_hub 2.x and rmjudge really call:
 - ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}`` (``?blobs=true``): model
   info with ``sha`` and ``siblings`` carrying size, blobId and the LFS sha256;
-- ``GET /api/models?search=..&filter=gguf&expand=..``: the search listing;
+- ``GET /api/models?search=..&filter=gguf&expand=..``: the search listing (repos whose id contains
+  the text, case-insensitively, each with its ``downloads`` and its files as ``siblings``);
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{file}``: the file, with ``X-Repo-Commit``, ``ETag`` (the
   LFS sha256, quoted), ``Content-Length``, ``Accept-Ranges`` and ``Range`` support. No Xet
   headers are sent, so clients take the plain HTTP path;
@@ -136,13 +137,20 @@ class FakeHub:
     # -- setup --------------------------------------------------------------------------------
 
     def add_repo(
-        self, repo_id: str, files: dict[str, FakeFile], *, commit: str | None = None, gated: bool = False
+        self,
+        repo_id: str,
+        files: dict[str, FakeFile],
+        *,
+        commit: str | None = None,
+        gated: bool = False,
+        downloads: int = 0,
     ) -> FakeRepo:
-        """Add a repo (or a new commit of it, which becomes main); returns it."""
+        """Add a repo (or a new commit of it, which becomes main); returns it. ``downloads`` is what
+        the search listing reports, the hub's ranking."""
         sha = commit or commit_sha(f"{repo_id}|{len(self.repos)}|{sorted(files)}")
         repo = self.repos.get(repo_id)
         if repo is None:
-            repo = self.repos[repo_id] = FakeRepo(repo_id, {sha: files}, gated=gated)
+            repo = self.repos[repo_id] = FakeRepo(repo_id, {sha: files}, gated=gated, downloads=downloads)
         else:
             repo.commits[sha] = files
             repo.refs["main"] = sha

@@ -26,7 +26,7 @@ from rmjudge.batch import BatchSummary, LineFailed, _Interrupts, run_batch
 from rmjudge.cache import VerdictCache, default_cache_path
 from rmjudge.errors import ExitCode, Terminated, UsageError
 from rmjudge.judge import Judge
-from tests.conftest import ROOT, SHARED, FakeEngine, run_cli
+from tests.conftest import ROOT, SHARED, FakeEngine, invoke_cli, run_cli
 
 # -- a scripted judge: it prefers the text that contains "good" --------------------------------
 
@@ -394,14 +394,14 @@ def test_cache_stats_and_clear_commands() -> None:
     cache = VerdictCache()
     for index in range(3):
         cache.put(f"k{index}", {"index": index})
-    stats = run_cli("cache", "stats", "--json")
+    stats = invoke_cli("cache", "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     data = json.loads(stats.stdout)
     assert data["entries"] == 3 and data["path"] == str(default_cache_path()) and data["bytes"] > 0
-    cleared = run_cli("cache", "clear", "--json")
+    cleared = invoke_cli("cache", "clear", "--json")
     assert cleared.returncode == 0 and json.loads(cleared.stdout)["removed"] == 3
     assert VerdictCache().stats().entries == 0
-    assert json.loads(run_cli("cache", "stats", "--json").stdout)["entries"] == 0
+    assert json.loads(invoke_cli("cache", "stats", "--json").stdout)["entries"] == 0
 
 
 # -- the command line, without a model -----------------------------------------------------------
@@ -409,7 +409,7 @@ def test_cache_stats_and_clear_commands() -> None:
 
 def test_cli_failed_lines_exit_1_without_loading_a_model(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", [b"{oops", b"[]"])
-    result = run_cli("batch", str(source), "--model", str(tmp_path / "no-such-model.gguf"))
+    result = invoke_cli("batch", str(source), "--model", str(tmp_path / "no-such-model.gguf"))
     assert result.returncode == ExitCode.NEGATIVE, result.stderr
     assert [json.loads(line)["rmjudge"]["line"] for line in result.stdout.splitlines()] == [1, 2]
     # stderr is no terminal: no progress bar; each failed line is named, then the summary
@@ -417,7 +417,7 @@ def test_cli_failed_lines_exit_1_without_loading_a_model(tmp_path: Path) -> None
     assert first.startswith("rmjudge: line 1: not valid JSON: ") and first.endswith(" at column 2")
     assert second == "rmjudge: line 2: a line must be a JSON object, not a list"
     assert summary.startswith("rmjudge: 0 pairs, 2 failed, 0 ties, 0 forced, ")
-    quiet = run_cli("batch", str(source), "--quiet", "--model", "x.gguf")
+    quiet = invoke_cli("batch", str(source), "--quiet", "--model", "x.gguf")
     assert quiet.returncode == 1 and quiet.stderr == ""
 
 
@@ -434,7 +434,7 @@ def test_cli_failed_lines_exit_1_without_loading_a_model(tmp_path: Path) -> None
 def test_cli_errors_are_one_line_with_their_exit_code(
     args: list[str], stdin: bytes | None, code: int, message: str
 ) -> None:
-    result = run_cli("batch", *args, stdin=stdin or b"")
+    result = invoke_cli("batch", *args, stdin=stdin or b"")
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

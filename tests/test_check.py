@@ -13,14 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from rmjudge import check as checking
-from rmjudge import cli
+from rmjudge import cli, session
 from rmjudge.cache import VerdictCache
-from rmjudge.check import FileResult, JudgePool, JudgeSettings, exit_code, plan_check, report_line, run_check
+from rmjudge.check import FileResult, JudgePool, JudgeSettings, exit_code, plan_check, run_check
 from rmjudge.config import Settings, glob_regex, load_config
 from rmjudge.errors import ContextTooLongError, ExitCode, InputError, UsageError
 from rmjudge.judge import Judge
+from rmjudge.render.check import report_line
+from rmjudge.session import JudgeOptions
 
-from .conftest import FakeEngine, run_cli
+from .conftest import FakeEngine, invoke_cli, run_cli
 
 EngineFactory = Callable[..., FakeEngine]
 
@@ -489,13 +491,13 @@ def test_cli_reports_and_exit_codes(
     write(repo / "worse.md", BAD)
     write(repo / "better.md", GOOD)
     engine = fake_engine_factory(**prefers("GOOD", 0.8))
-    built: list[dict[str, object]] = []
+    built: list[JudgeOptions] = []
 
-    def fake_build_judge(**options: object) -> Judge:
+    def fake_open_judge(options: JudgeOptions, **_: object) -> Judge:
         built.append(options)
-        return Judge(engine=engine, max_tokens=options["max_tokens"], order=options["order"])  # type: ignore[arg-type]
+        return Judge(engine=engine, max_tokens=options.max_tokens, order=options.order)
 
-    monkeypatch.setattr(cli, "build_judge", fake_build_judge)
+    monkeypatch.setattr(session, "open_judge", fake_open_judge)
     runner = CliRunner()
     result = runner.invoke(cli.app, ["check", "worse.md", "better.md", "same.md", "--max-tokens", "400"])
     assert result.exit_code == ExitCode.NEGATIVE, result.output
@@ -504,7 +506,7 @@ def test_cli_reports_and_exit_codes(
     assert lines[1] == "✗ worse.md  worse (baseline wins, 80% ≥ 60%): The baseline is the one with GOOD."
     assert lines[2].startswith("✓ better.md  better (new text wins, 80%)")
     assert lines[3] == "rmjudge check failed: 1 got worse (3 files: 1 unchanged, 1 worse, 1 better)"
-    assert len(built) == 1 and built[0]["max_tokens"] == 400 and built[0]["no_cache"] is False
+    assert len(built) == 1 and built[0].max_tokens == 400 and built[0].no_cache is False
 
     result = runner.invoke(cli.app, ["check", "worse.md", "same.md", "--threshold", "0.85", "--json"])
     assert result.exit_code == ExitCode.OK, result.output
@@ -533,10 +535,10 @@ def test_cli_usage_and_input_errors_without_a_model(repo: Path) -> None:
         (["check", "a.md", "--model", str(repo / "absent.gguf")], ExitCode.MODEL, "absent.gguf"),
     ]
     for args, code, message in cases:
-        _assert_one_line_error(run_cli(*args, cwd=repo, env={"PRE_COMMIT": ""}), code, message)
+        _assert_one_line_error(invoke_cli(*args, cwd=repo, env={"PRE_COMMIT": ""}), code, message)
     write(repo / ".rmjudge.toml", "threshold = 'high'\n")
     message = ".rmjudge.toml: threshold: expected a number from 0 to 1"
-    _assert_one_line_error(run_cli("check", "a.md", cwd=repo), ExitCode.USAGE, message)
+    _assert_one_line_error(invoke_cli("check", "a.md", cwd=repo), ExitCode.USAGE, message)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, message: str) -> None:
@@ -548,7 +550,7 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, 
 
 def test_cli_unchanged_files_need_no_model(repo: Path) -> None:
     commit(repo, {"a.md": GOOD, "b.png": b"\x89PNG\x00"})
-    result = run_cli("check", "a.md", "b.png", "--model", str(repo / "absent.gguf"), cwd=repo)
+    result = invoke_cli("check", "a.md", "b.png", "--model", str(repo / "absent.gguf"), cwd=repo)
     assert result.returncode == ExitCode.OK, result.stderr
     assert result.stdout.splitlines() == [
         "· a.md  unchanged: same as HEAD",

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from rmjudge import cli
+from rmjudge import cli, session
 from rmjudge.cache import VerdictCache
 from rmjudge.errors import ExitCode, InputError, UsageError
 from rmjudge.evaluate import (
@@ -26,6 +26,7 @@ from rmjudge.evaluate import (
 )
 from rmjudge.judge import Judge
 from rmjudge.metrics import PairResult, Skipped
+from rmjudge.session import JudgeOptions
 
 from .conftest import SHARED, FakeEngine, run_cli
 from .test_judge import position_probability, prefers
@@ -221,11 +222,11 @@ def invoke(monkeypatch: pytest.MonkeyPatch, fake_engine_factory: EngineFactory) 
     """``rmjudge eval ARGS`` in process, its judge on a scripted engine (one per test, like one model)."""
     engine = fake_engine_factory(script=prefers("GOOD"), probability_a=position_probability("GOOD", 0.9))
 
-    def build_judge(*, max_tokens: int | None, no_cache: bool, **_: Any) -> Judge:
-        cache = None if no_cache else VerdictCache()
-        return Judge(engine=engine, template="instruct", max_tokens=max_tokens, cache=cache)
+    def open_judge(options: JudgeOptions, **_: Any) -> Judge:
+        cache = None if options.no_cache else VerdictCache()
+        return Judge(engine=engine, template="instruct", max_tokens=options.max_tokens, cache=cache)
 
-    monkeypatch.setattr(cli, "build_judge", build_judge)
+    monkeypatch.setattr(session, "open_judge", open_judge)
 
     def run(*args: str) -> Any:
         result = CliRunner().invoke(cli.app, ["eval", *args])
@@ -278,7 +279,7 @@ def test_cli_terminal_report_and_compare(
     verdict_only = tmp_path / "vo.json"
     verdict_only.write_text(invoke(str(data), "--protocol", "verdict-only", "--json").stdout)
     results = _results(invoke, data, tmp_path)
-    monkeypatch.setattr("rmjudge.render.wants_json", lambda flag: flag)  # as on a terminal
+    monkeypatch.setattr("rmjudge.render.console.wants_json", lambda flag: flag)  # as on a terminal
     table = invoke("--from", str(results))
     assert table.exit_code == 0
     for text in ("Accuracy", "62.5%", "Flip rate", "25.0% of 4 pairs", "First position wins", "Cache"):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmjudge import models
+from rmjudge import models, system
 from rmjudge.errors import ModelError, UsageError
+from rmjudge.models import download, hashing, naming
 
 try:
     from tests.fakehub import FakeFile, FakeHub, commit_sha, make_gguf
@@ -53,7 +55,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(_detect_agent, "_registry", _detect_agent._EMPTY_REGISTRY)
-    monkeypatch.setattr(models, "_RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "_RETRY_WAIT_S", 0.0)
 
     real_getaddrinfo = socket.getaddrinfo
 
@@ -174,10 +176,10 @@ def test_quant_of(name: str, quant: str | None) -> None:
 
 
 def test_quant_match_is_whole_token() -> None:
-    assert models._matches_quant("x.Q4_K_M.gguf", "q4_k_m")
-    assert not models._matches_quant("x.Q4_K_M.gguf", "Q4_K")
-    assert not models._matches_quant("x.IQ4_XS.gguf", "Q4_XS")
-    assert models._matches_quant("x.i1-Q4_K_M.gguf", "i1-Q4_K_M")
+    assert naming.matches_quant("x.Q4_K_M.gguf", "q4_k_m")
+    assert not naming.matches_quant("x.Q4_K_M.gguf", "Q4_K")
+    assert not naming.matches_quant("x.IQ4_XS.gguf", "Q4_XS")
+    assert naming.matches_quant("x.i1-Q4_K_M.gguf", "i1-Q4_K_M")
 
 
 # --------------------------------------------------------------------------- pulling
@@ -203,6 +205,23 @@ def test_pull_by_alias_picks_the_requested_quant(hub: FakeHub) -> None:
     default = models.resolve_model("rm-r1-qwen-7b", quant="Q4_K_M", progress=False)
     assert default.filename == Q4 and default.path.read_bytes() == files[Q4].data
     assert models.resolve_model("rm-r1-qwen-7b").path == default.path
+
+
+def test_resolved_model_to_dict_is_what_pull_json_prints(hub: FakeHub) -> None:
+    files = add_7b(hub)
+    resolved = models.pull_model("rm-r1-qwen-7b", progress=False)
+    assert resolved.to_dict() == {
+        "alias": "rm-r1-qwen-7b",
+        "repo": REPO,
+        "filename": Q4,
+        "revision": hub.repos[REPO].refs["main"],
+        "quant": "Q4_K_M",
+        "path": str(resolved.path),
+        "size": len(files[Q4].data),
+        "sha256": files[Q4].sha256,
+        "note": None,  # set only when a hub search found the repository (see test_renamed_registry_repos_...)
+    }
+    assert json.loads(json.dumps(resolved.to_dict())) == resolved.to_dict()
 
 
 def test_a_repo_that_404s_moves_to_the_next(hub: FakeHub) -> None:
@@ -261,7 +280,7 @@ def test_resume_after_a_cut_connection(hub: FakeHub) -> None:
 
 def test_an_interrupted_download_resumes_on_the_next_run(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     files = add_7b(hub)
-    monkeypatch.setattr(models, "_RETRIES", 0)  # give up at the first cut, as a Ctrl-C would
+    monkeypatch.setattr(download, "_RETRIES", 0)  # give up at the first cut, as a Ctrl-C would
     hub.drop_at[Q4] = 700_000
     with pytest.raises(ModelError, match="run the same command again to resume"):
         models.pull_model("rm-r1-qwen-7b", progress=False)
@@ -276,9 +295,44 @@ def test_an_interrupted_download_resumes_on_the_next_run(hub: FakeHub, monkeypat
     assert not partial.exists()
 
 
+class RecordedProgress:
+    """A ``rmjudge.progress.Progress`` that remembers what the downloader reported."""
+
+    def __init__(self) -> None:
+        self.tasks: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, total: int | None, **options: Any) -> Iterator[Callable[..., None]]:
+        task = {"total": total, **options, "advances": []}
+        self.tasks.append(task)
+        yield lambda advance=0, **_: task["advances"].append(advance)
+
+
+def test_the_download_reports_its_progress(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core counts bytes and draws nothing: the caller's Progress hears the total, what was already
+    on disk, and every chunk."""
+    files = add_7b(hub)
+    monkeypatch.setattr(download, "_RETRIES", 0)
+    hub.drop_at[Q4] = 700_000
+    first = RecordedProgress()
+    with pytest.raises(ModelError):
+        models.pull_model("rm-r1-qwen-7b", progress=first)
+    (task,) = first.tasks
+    assert task["total"] == len(files[Q4].data) and task["unit"] == "bytes" and task["description"] == Q4
+    assert task["completed"] == 0 and 0 < sum(task["advances"]) <= 700_000
+    kept = sum(task["advances"])
+
+    second = RecordedProgress()
+    models.pull_model("rm-r1-qwen-7b", progress=second)
+    (task,) = second.tasks
+    assert task["completed"] == kept and kept + sum(task["advances"]) == len(files[Q4].data)
+    models.pull_model("rm-r1-qwen-7b", progress=second)  # on disk already: nothing to report
+    assert len(second.tasks) == 1
+
+
 def test_a_server_that_ignores_range_restarts_cleanly(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     files = add_7b(hub)
-    monkeypatch.setattr(models, "_RETRIES", 0)
+    monkeypatch.setattr(download, "_RETRIES", 0)
     hub.drop_at[Q4] = 500_000
     with pytest.raises(ModelError):
         models.pull_model("rm-r1-qwen-7b", progress=False)
@@ -331,7 +385,7 @@ def test_gated_repo_asks_for_a_token(hub: FakeHub, monkeypatch: pytest.MonkeyPat
 
 def test_disk_space_is_checked_before_downloading(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     add_7b(hub)
-    monkeypatch.setattr(models.shutil, "disk_usage", lambda _: shutil_usage(free=1_000))
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda _: shutil_usage(free=1_000))
     with pytest.raises(ModelError, match=r"need 2\.1 MB free in .*blobs, have 0\.0 MB"):
         models.resolve_model("rm-r1-qwen-7b", progress=False)
     assert hub.downloads() == []
@@ -341,6 +395,84 @@ def shutil_usage(free: int) -> Any:
     import shutil
 
     return shutil._ntuple_diskusage(total=10**12, used=10**12 - free, free=free)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- renamed repositories
+
+RENAMED = "bartowski/gaotang_RM-R1-Qwen2.5-Instruct-7B-GGUF"  # what a registry repo may have become
+SMALL = "someone/RM-R1-Qwen2.5-Instruct-7B-GGUF"
+MY_REPO = "me/RM-R1-Qwen2.5-Instruct-7B-Q4_K_M-GGUF"  # gguf-my-repo's naming
+
+
+def add_renamed(hub: FakeHub) -> None:
+    """The registry's repositories are gone; three others quantize the checkpoint, one only looks like it."""
+    hub.add_repo(RENAMED, {f"gaotang_{BASE}-{q}.gguf": FakeFile(make_gguf(salt=q)) for q in ("Q4_K_M", "Q8_0")},
+                 downloads=900)  # fmt: skip
+    hub.add_repo(SMALL, {f"{BASE}.{q}.gguf": FakeFile(make_gguf(salt="s" + q)) for q in ("Q6_K", "Q8_0")}, downloads=40)
+    hub.add_repo(MY_REPO, {"rm-r1-qwen2.5-instruct-7b-q4_k_m.gguf": FakeFile(make_gguf(salt="me"))}, downloads=70)
+    hub.add_repo("fan/RM-R1-Qwen2.5-Instruct-7B-abliterated-GGUF",  # another model: never taken
+                 {"a.Q6_K.gguf": FakeFile(make_gguf(salt="ab"))}, downloads=10**6)  # fmt: skip
+
+
+def test_renamed_registry_repos_are_found_by_a_hub_search(hub: FakeHub) -> None:
+    add_renamed(hub)
+    resolved = models.resolve_model("rm-r1-qwen-7b")
+    assert resolved.repo == RENAMED and resolved.quant == "Q4_K_M" and resolved.alias == "rm-r1-qwen-7b"
+    assert resolved.path.read_bytes() == hub.repos[RENAMED].commits[hub.repos[RENAMED].refs["main"]][
+        resolved.filename or ""
+    ].data
+    # One line that says what was missing and what was taken instead, and why that one.
+    note = resolved.note or ""
+    assert "\n" not in note and REPO in note and REPO_I1 in note and RENAMED in note and "900 downloads" in note
+    assert resolved.to_dict()["note"] == note
+    searches = [r for r in hub.requests if r.path == "/api/models"]
+    assert len(searches) == 1
+
+    # The quant decides before the downloads do: only SMALL has Q6_K.
+    q6 = models.resolve_model("rm-r1-qwen-7b", quant="Q6_K")
+    assert q6.repo == SMALL and q6.quant == "Q6_K" and "40 downloads" in (q6.note or "")
+
+    # Once pulled, the alias is served from disk with no hub at all, and listed and removed as the alias.
+    hub.stop()
+    again = models.resolve_model("rm-r1-qwen-7b")
+    assert again.path == resolved.path and again.repo == RENAMED and again.note is None
+    assert models.resolve_model("rm-r1-qwen-7b", quant="Q6_K").path == q6.path
+    rows = [r for r in models.list_models() if r.alias == "rm-r1-qwen-7b"]
+    assert sorted((r.repo, r.quant) for r in rows) == [(RENAMED, "Q4_K_M"), (SMALL, "Q6_K")]
+    assert not [r for r in models.list_models() if r.alias is None]
+    assert sorted(p.name for p in models.remove_model("rm-r1-qwen-7b")) == sorted([resolved.path.name, q6.path.name])
+    assert not repo_dir(RENAMED).exists() and not repo_dir(SMALL).exists()
+
+
+def test_a_search_without_the_quant_lists_what_exists(hub: FakeHub) -> None:
+    add_renamed(hub)
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("rm-r1-qwen-7b", quant="Q2_K")
+    message = str(error.value)
+    assert "\n" not in message and "holds Q2_K" in message and "--quant" in message
+    assert f"{RENAMED} (Q4_K_M, Q8_0)" in message and f"{SMALL} (Q6_K, Q8_0)" in message and MY_REPO in message
+    assert "abliterated" not in message
+    assert hub.downloads() == []
+
+
+def test_a_search_that_finds_nothing_says_so(hub: FakeHub) -> None:
+    hub.add_repo("fan/RM-R1-Qwen2.5-Instruct-7B-abliterated-GGUF", {"a.Q4_K_M.gguf": FakeFile(make_gguf(salt="ab"))})
+    with pytest.raises(ModelError) as error:
+        models.resolve_model("rm-r1-qwen-7b")
+    message = str(error.value)
+    assert "no GGUF repository of rm-r1-qwen-7b" in message and REPO in message and "registry.json" in message
+    assert "a search for RM-R1-Qwen2.5-Instruct-7B found none" in message
+    assert hub.downloads() == []
+
+
+def test_search_is_not_used_while_a_registry_repo_exists(hub: FakeHub) -> None:
+    """A registry repository without the quant is an answer (the quants it has), not a reason to search."""
+    add_7b(hub)
+    add_renamed(hub)
+    with pytest.raises(ModelError, match="no Q6_K file for rm-r1-qwen-7b"):
+        models.resolve_model("rm-r1-qwen-7b", quant="Q6_K")
+    assert models.resolve_model("rm-r1-qwen-7b").repo == REPO
+    assert not [r for r in hub.requests if r.path == "/api/models"]
 
 
 # --------------------------------------------------------------------------- offline
@@ -388,6 +520,25 @@ def test_unknown_alias_suggests_a_near_name() -> None:
         models.resolve_model("deepseek-14b")
 
 
+def test_a_bad_model_value_names_where_it_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = f"{tmp_path / '.rmjudge.toml'}: model"
+    with pytest.raises(ModelError) as error:
+        models.check_model_spec("rm-r1-qwen7b", where)
+    assert str(error.value).startswith(f"{where}: unknown model 'rm-r1-qwen7b': did you mean rm-r1-qwen-7b ")
+    with pytest.raises(ModelError, match=r"\.rmjudge\.toml: model: model file not found: judge\.gguf"):
+        models.check_model_spec("judge.gguf", where)
+    with pytest.raises(UsageError, match=r"\.rmjudge\.toml: model: bad model 'hf://x'"):
+        models.check_model_spec("hf://x", where)
+    models.check_model_spec("rm-r1-qwen-7b", where)  # known alias, not on disk: fine, nothing is fetched
+    models.check_model_spec("hf://someone/Judge-GGUF", where)
+
+    monkeypatch.setenv("RMJUDGE_MODEL", "rm-r1-qwen7b")
+    with pytest.raises(ModelError, match=r"^RMJUDGE_MODEL: unknown model 'rm-r1-qwen7b'"):
+        models.resolve_model(None)
+    with pytest.raises(ModelError, match=r"^unknown model 'nope'"):
+        models.resolve_model("nope")  # given on the command line: the option is where
+
+
 def test_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "judge.Q4_K_M.gguf"
     good.write_bytes(make_gguf(padding=1000))
@@ -431,7 +582,7 @@ def test_a_pulled_file_needs_no_hashing(hub: FakeHub, monkeypatch: pytest.Monkey
     def no_hashing(*_: Any) -> Any:
         raise AssertionError("hashed the file again")
 
-    monkeypatch.setattr(models.hashlib, "sha256", no_hashing)
+    monkeypatch.setattr(hashing.hashlib, "sha256", no_hashing)
     assert models.file_sha256(resolved.path) == expected
     assert models.resolve_model("rm-r1-qwen-7b").sha256 == expected  # from the blob's name
 
@@ -515,13 +666,13 @@ def test_search_without_network_says_so() -> None:
 def test_memory_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.gguf"
     path.write_bytes(b"x" * 5_000_000)
-    monkeypatch.setattr(models, "available_memory", lambda: 1_000_000)
+    monkeypatch.setattr(system, "available_memory", lambda: 1_000_000)
     warning = models.memory_warning(path)
     assert warning is not None and "5.0 MB" in warning and "1.0 MB" in warning and "\n" not in warning
-    monkeypatch.setattr(models, "available_memory", lambda: 10**12)
+    monkeypatch.setattr(system, "available_memory", lambda: 10**12)
     assert models.memory_warning(path) is None
     monkeypatch.undo()
-    assert (models.available_memory() or 1) > 0
+    assert (system.available_memory() or 1) > 0
 
 
 # --------------------------------------------------------------------------- the CLI

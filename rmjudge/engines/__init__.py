@@ -6,7 +6,7 @@ by installing a package, with no edit here or in ``judge.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -44,8 +44,15 @@ class EngineOptions:
     parallel: int | None = None  # sequences decoded at once (None: the engine's measured default)
     endpoints: tuple[str, ...] = ()  # OpenAI-compatible servers (the http engine)
     concurrency: int | None = None  # requests in flight per endpoint
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never shown: not in a repr, a log or an error
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gpu_layers is not None and self.gpu_layers < -1:
+            raise UsageError(f"--gpu-layers {self.gpu_layers}: give -1 (all layers), 0 (none) or a number of layers")
+        for name, value in (("threads", self.threads), ("parallel", self.parallel), ("concurrency", self.concurrency)):
+            if value is not None and value < 1:
+                raise UsageError(f"--{name} {value}: give 1 or more (leave it out for the default)")
 
 
 EngineFactory = Callable[[EngineOptions], Engine]

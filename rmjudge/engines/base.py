@@ -12,9 +12,12 @@ How an answer ends and is read is the judge's knowledge, handed to the engine as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from rmjudge.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,13 @@ class Sampling:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Written as "not (what is valid)": nan, for which every comparison is false, is refused too.
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"--temperature {self.temperature}: give a number, 0 or more (0 decodes greedily)")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p {self.top_p}: give a number above 0 and at most 1")
 
 
 @dataclass(frozen=True)

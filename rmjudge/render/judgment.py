@@ -1,46 +1,42 @@
-"""How results look: rich panels on a terminal, one JSON object per line otherwise."""
+"""``rmjudge compare`` on a terminal: the verdict, each order's reading, and the model's reasons."""
 
 from __future__ import annotations
 
-import sys
+import re
 from typing import Any
 
-import orjson
-from rich.console import Console, Group
+from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from rmjudge.judge import Judgment, OrderJudgment
+from rmjudge.render.console import print_json, stdout
+from rmjudge.render.formats import percent
 
-stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
-
-
-def wants_json(json_flag: bool) -> bool:
-    """JSON when asked, or when stdout is not a terminal (a pipe, a file)."""
-    return json_flag or not sys.stdout.isatty()
+_CHATBOT = re.compile(r"\bChatbot ([AB])\b")
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-    sys.stdout.flush()
+def in_user_labels(text: str, order: str) -> str:
+    """The model's "Chatbot A/B" are positions; here they become the user's texts: in order ``ba`` the
+    model's Chatbot A is the user's B."""
+    swap = order == "ba"
+    return _CHATBOT.sub(lambda match: "text " + ({"A": "B", "B": "A"}[match[1]] if swap else match[1]), text)
 
 
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+def _order_name(order: str) -> str:
+    return "A, B" if order == "ab" else "B, A"
 
 
 def _order_line(order: OrderJudgment) -> str:
-    shown = "A, B" if order.order == "ab" else "B, A"
     notes = [f"{order.tokens_out} tokens", "cached" if order.cached else f"{order.seconds:.1f}s"]
     if order.forced:
         why = {"length": "budget spent", "none": "no reasoning (budget 0)"}.get(
             order.stopped_by, "the model gave no answer"
         )
         notes.append(f"[yellow]forced: {why}[/]")
-    return f"order {shown}: [bold]{order.verdict}[/] ({percent(order.probability)}) · " + " · ".join(notes)
+    verdict = f"[bold]{order.verdict}[/] ({percent(order.probability)})"
+    return f"order {_order_name(order.order)}: {verdict} · " + " · ".join(notes)
 
 
 def _headline(judgment: Judgment) -> Text:
@@ -55,7 +51,13 @@ def _headline(judgment: Judgment) -> Text:
     )
 
 
+def _section_title(title: str, order: str) -> Text:
+    where = "order A, B" if order == "ab" else "order B, A · relabelled: the model's Chatbot A is your B"
+    return Text.from_markup(f"\n[bold]{title}[/] [dim]({where})[/]")
+
+
 def judgment_panel(judgment: Judgment) -> Panel:
+    """The verdict, then the reasons, with every "Chatbot A/B" in the user's labels (text A, text B)."""
     parts: list[Any] = [_headline(judgment), Text.from_markup("\n".join(_order_line(o) for o in judgment.orders))]
     first = judgment.orders[0]
     sections = [
@@ -69,8 +71,8 @@ def judgment_panel(judgment: Judgment) -> Panel:
         sections.append(("Thinking", order.rationale.thinking, order.order))
     for title, body, order_name in sections:
         if body:
-            parts.append(Text.from_markup(f"\n[bold]{title}[/] [dim](order {order_name})[/]"))
-            parts.append(Text(body))
+            parts.append(_section_title(title, order_name))
+            parts.append(Text(in_user_labels(body, order_name)))
     model = judgment.meta["model"]
     parts.append(Text.from_markup(f"\n[dim]{escape(model['file'])} · {judgment.meta['template']['id']}[/]"))
     return Panel(Group(*parts), title="rmjudge", expand=False)
@@ -79,16 +81,9 @@ def judgment_panel(judgment: Judgment) -> Panel:
 def print_judgment(judgment: Judgment, as_json: bool, raw: bool) -> None:
     if as_json:
         print_json(judgment.to_dict(raw=raw))
-    else:
-        stdout.print(judgment_panel(judgment))
-        if raw:
-            for order in judgment.orders:
-                stdout.rule(f"completion, order {order.order}")
-                stdout.print(Text(order.completion))
-
-
-def key_value_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
-    table = Table(show_header=False, title=title, box=None)
-    for key, value in rows:
-        table.add_row(f"[bold]{escape(key)}[/]", escape(str(value)))
-    return table
+        return
+    stdout.print(judgment_panel(judgment))
+    if raw:  # the completions as the model wrote them, in its own position labels
+        for order in judgment.orders:
+            stdout.rule(f"completion, order {_order_name(order.order)} (as written: Chatbot A is the first shown)")
+            stdout.print(Text(order.completion))

@@ -1,4 +1,4 @@
-"""``rmjudge eval --plot``: accuracy per subset with its interval, and the calibration curve.
+"""``rmjudge eval --plot``: accuracy per subset with its interval, and the calibration curve, as a figure.
 
 matplotlib is an optional extra (``pip install 'rmjudge[plot]'``): nothing else needs it.
 """
@@ -42,6 +42,23 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     figure, (bars, curve) = pyplot.subplots(
         1, 2, figsize=(12, max(4.0, 0.35 * len(rows) + 1.5)), gridspec_kw={"width_ratios": [3, 2]}
     )
+    _accuracy_bars(bars, rows)
+    _calibration_curve(curve, report["calibration"])
+    run = report.get("run") or {}
+    model = (run.get("model") or {}).get("file", "")
+    data = Path(str(run.get("data", ""))).name
+    figure.suptitle(f"rmjudge eval · {data} · {run.get('protocol', '')} · {model}", fontsize=10)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise InputError(f"cannot write the plot to {path}: {error}") from None
+    finally:
+        pyplot.close(figure)
+
+
+def _accuracy_bars(bars: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Accuracy per subset, the whole data set first, with the 95% interval as error bars."""
     names = [f"{name} (n={est['n']})" for name, est in rows]
     values = [est["value"] for name, est in rows]
     errors = [
@@ -59,34 +76,25 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     bars.set_xlabel("accuracy (ties count half), 95% bootstrap interval")
     bars.set_title("Accuracy per subset")
 
-    calibration = report["calibration"]["bins"]
+
+def _calibration_curve(curve: Any, calibration: dict[str, Any]) -> None:
+    """Observed accuracy against confidence, per bin (labelled with its pairs), beside the diagonal."""
+    bins = calibration["bins"]
     curve.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
-    if calibration:
+    if bins:
         curve.plot(
-            [b["confidence"] for b in calibration], [b["accuracy"] for b in calibration], marker="o", color="#c55a11",
+            [b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color="#c55a11",
             label="observed",
         )  # fmt: skip
-        for b in calibration:
+        for b in bins:
             point = (b["confidence"], b["accuracy"])
             curve.annotate(str(b["n"]), point, textcoords="offset points", xytext=(4, -10), fontsize=7)
     else:
         curve.text(0.5, 0.5, "no pair with a winner\n(every pair a tie)", ha="center", va="center", fontsize=9)
-    ece = report["calibration"]["ece"]
+    ece = calibration["ece"]
     curve.set_xlim(0, 1)
     curve.set_ylim(0, 1)
     curve.set_xlabel("confidence of the verdict")
     curve.set_ylabel("observed accuracy (labels: pairs per bin)")
     curve.set_title("Calibration" + (f" (ECE {ece:.3f})" if ece is not None else ""))
     curve.legend(loc="upper left", fontsize=8)
-
-    run = report.get("run") or {}
-    model = (run.get("model") or {}).get("file", "")
-    data = Path(str(run.get("data", ""))).name
-    figure.suptitle(f"rmjudge eval · {data} · {run.get('protocol', '')} · {model}", fontsize=10)
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as error:
-        raise InputError(f"cannot write the plot to {path}: {error}") from None
-    finally:
-        pyplot.close(figure)

@@ -1,0 +1,88 @@
+"""From options to a working judge: resolve the model, open the verdict cache, build the engine.
+
+Every command that judges (compare, batch, check, eval) describes its judge with one ``JudgeOptions``
+and opens it with ``open_judge``; a library user may do the same, or build a ``Judge`` directly.
+The options are checked when they are made, so a bad value fails before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from rmjudge.engines import EngineOptions, Sampling
+from rmjudge.errors import UsageError
+
+if TYPE_CHECKING:
+    from rmjudge.config import Settings
+    from rmjudge.judge import Judge
+    from rmjudge.progress import Progress
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """What a judge is made of: the model and prompt, the budget and orders, sampling, the engine."""
+
+    model: str | None = None  # an alias, hf://..., or a .gguf path; None: RMJUDGE_MODEL, else the default
+    template: str | None = None  # a prompt family or a template directory; None: from the model
+    max_tokens: int | None = None  # reasoning budget per order; None: the family's default; 0: verdict only
+    order: str = "both"
+    sampling: Sampling = field(default_factory=Sampling)
+    engine: EngineOptions = field(default_factory=EngineOptions)  # its ``model`` is set by open_judge
+    engine_name: str | None = None  # an engine registered under this name; None: http with endpoints, else llama
+    no_cache: bool = False
+
+    def __post_init__(self) -> None:
+        from rmjudge.judge import ORDERS
+
+        if self.order not in ORDERS:
+            raise UsageError(f"--order {self.order!r}: use both, ab or ba")
+        if self.max_tokens is not None and self.max_tokens < 0:
+            raise UsageError("--max-tokens must be 0 or more (0: no reasoning, verdict from probabilities)")
+
+    def over(self, settings: Settings) -> JudgeOptions:
+        """These options, with the engine settings they leave unset taken from a configuration file's."""
+        engine = replace(
+            self.engine,
+            parallel=self.engine.parallel if self.engine.parallel is not None else settings.parallel,
+            endpoints=self.engine.endpoints or tuple(settings.endpoints or ()),
+            concurrency=self.engine.concurrency if self.engine.concurrency is not None else settings.concurrency,
+        )
+        return replace(self, engine=engine)
+
+
+def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Progress | None = None) -> Judge:
+    """The judge ``options`` describe, with the shared verdict cache unless ``no_cache``.
+
+    The model is pulled on first use (the download reported to ``progress``); ``warn`` hears where it
+    came from when that is not where the registry said, and about a model larger than the memory available.
+    """
+    from rmjudge import engine as legacy
+    from rmjudge.cache import VerdictCache
+    from rmjudge.judge import Judge
+    from rmjudge.models import memory_warning, resolve_model
+
+    if options.engine.endpoints or options.engine_name not in (None, "llama"):
+        # Until the judge takes any Engine (the throughput change), only the built-in llama engine runs.
+        raise UsageError("--endpoint and --engine need the engine registry's judge, not in this build yet")
+    resolved = resolve_model(options.model, progress=progress)
+    for message in (resolved.note, memory_warning(resolved.path)):
+        if warn is not None and message:
+            warn(message)
+    engine_options = replace(options.engine, model=resolved)
+    cache = None if options.no_cache else VerdictCache()
+    # Switch with the throughput change: Judge(engine=build_engine(engine_options, options.engine_name), ...).
+    return Judge(
+        resolved,
+        template=options.template,
+        max_tokens=options.max_tokens,
+        order=options.order,
+        sampling=legacy.Sampling(**asdict(options.sampling)),
+        gpu_layers=engine_options.gpu_layers,
+        threads=engine_options.threads,
+        cache=cache,
+        debug=engine_options.debug,
+    )
