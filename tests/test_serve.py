@@ -5,7 +5,6 @@ Gemma GGUF through the real engine."""
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from rmjudge.prompts import Pair
 from rmjudge.serve import openrlhf
 from rmjudge.serve.server import build_server, check_bind
 from rmjudge.verdict import Rationale
+
+from .conftest import invoke_cli
 
 # -- a client ----------------------------------------------------------------------------------
 
@@ -456,14 +457,58 @@ def test_openrlhf_answer_shape() -> None:
     }
 
 
-# -- the process: SIGTERM ----------------------------------------------------------------------
+# -- the command ------------------------------------------------------------------------------
 
 
-def _start_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rmjudge", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+def test_serve_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    result = invoke_cli("serve", "--model", "missing.gguf")
+    assert result.returncode == 2
+    assert "pip install 'rmjudge[serve]'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_beyond_loopback_without_a_key_is_refused_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RMJUDGE_API_KEY", raising=False)
+    result = invoke_cli("serve", "--host", "0.0.0.0", "--model", "missing.gguf")
+    assert result.returncode == 2
+    assert "--host 0.0.0.0 listens beyond this machine: give --api-key" in result.stderr
+
+
+def _listening(process: subprocess.Popen[str]) -> str:
+    """The URL the server announces on stderr (the model loads first)."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "rmjudge serve:" in line and " on http" in line:
+            return line.split(" on ")[1].split(" ")[0]
+    raise AssertionError(f"the server ended without listening (exit {process.wait()})")
+
+
+@pytest.mark.model
+def test_sigterm_answers_the_request_in_flight_and_refuses_new_ones(gemma_path: Path) -> None:
+    command = [sys.executable, "-m", "rmjudge", "serve", "--model", str(gemma_path), "--max-tokens", "0",
+               "--order", "ab", "--no-cache", "--port", "0"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        client = Client(_listening(process))
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(client.post, "/v1/judge", [pair_body(1), pair_body(2), pair_body(3)])
+            deadline = time.monotonic() + 120
+            while client.get("/health").body["running"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            try:
+                late: Answer | None = client.post("/v1/judge", pair_body(4))
+            except OSError:  # refused: the listening socket is closed
+                late = None
+            answer = in_flight.result(300)
+        assert late is None or late.status == 503
+        assert answer.status == 200 and len(answer.body) == 3 and all("winner" in j for j in answer.body)
+        assert process.wait(60) == 143  # the CLI's code for SIGTERM, after the requests in flight
+        assert process.stderr is not None
+        log = process.stderr.read()
+        assert "POST /v1/judge 200 pairs=3" in log and "stopped" in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

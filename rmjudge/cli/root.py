@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rmjudge import __version__
-from rmjudge.cli import batch, cache, check, compare, models
+from rmjudge.cli import batch, cache, check, compare, models, serve
 from rmjudge.cli import eval as evaluate
 from rmjudge.cli.command import RmjudgeGroup
 
@@ -39,5 +39,6 @@ app.command()(compare.compare)
 app.command()(batch.batch)
 app.command()(check.check)
 app.command("eval")(evaluate.eval_command)
+app.command()(serve.serve)
 app.add_typer(models.models_app, name="models")
 app.add_typer(cache.cache_app, name="cache")

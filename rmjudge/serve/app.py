@@ -431,6 +431,7 @@ def create_app(state: ServeState) -> Starlette:
             state.draining = True
             await asyncio.to_thread(state.batcher.stop)
             state.workers.shutdown(wait=True)
+            LOG.info("rmjudge serve: stopped; the requests in flight were answered")
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
     app.state.serve = state
