@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +43,7 @@ class Answer:
 @dataclass
 class Client:
     url: str
-    log: list[str] = field(default_factory=list)
+    server: Any = None  # the uvicorn server, when it runs in this process
 
     def request(
         self,
@@ -85,7 +85,7 @@ def running(judge: Any, **settings: Any) -> Iterator[Client]:
         while not urls and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert urls, "the server did not start"
-        yield Client(urls[0].split(" on ")[1].split(" ")[0])
+        yield Client(urls[0].split(" on ")[1].split(" ")[0], server)
     finally:
         server.handle_exit(signal.SIGTERM, None)
         thread.join(60)
@@ -214,31 +214,16 @@ def test_engine_failure_is_a_503_or_502_with_the_reason() -> None:
 def test_graceful_stop_finishes_the_request_in_flight_and_refuses_new_ones() -> None:
     hold = threading.Event()
     judge = FakeJudge(hold=hold)
-    urls: list[str] = []
-    server, sock = build_server(judge, port=0, announce=urls.append)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not urls:
-            time.sleep(0.01)
-        client = Client(urls[0].split(" on ")[1].split(" ")[0])
-        with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(client.post, "/v1/judge", pair_body(3))
-            assert judge.started.wait(10)
-            server.handle_exit(signal.SIGTERM, None)
-            time.sleep(0.3)
-            with pytest.raises(OSError):  # the listening socket is closed
-                client.post("/v1/judge", pair_body(4))
-            hold.set()
-            answer = in_flight.result(30)
-        assert answer.status == 200 and answer.body["probability_a"] == pytest.approx(4 / 21)
-        thread.join(30)
-        assert not thread.is_alive()
-    finally:
+    with running(judge) as client, ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(client.post, "/v1/judge", pair_body(3))
+        assert judge.started.wait(10)
+        client.server.handle_exit(signal.SIGTERM, None)  # what SIGTERM does
+        time.sleep(0.3)
+        with pytest.raises(OSError):  # the listening socket is closed
+            client.post("/v1/judge", pair_body(4))
         hold.set()
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+        answer = in_flight.result(30)
+    assert answer.status == 200 and answer.body["probability_a"] == pytest.approx(4 / 21)
 
 
 # -- bodies, auth (the real Gemma judge) -------------------------------------------------------
