@@ -144,12 +144,13 @@ def build_judge_options(values: dict[str, Any]) -> JudgeOptions:
     )
 
 
-def judge_options(*, order: bool = True) -> Callable[[Body], Body]:
+def judge_options(*, order: bool = True, endpoint_key: Any = ApiKeyOption) -> Callable[[Body], Body]:
     """Put the shared judge options (without --order when ``order`` is false) where the body's ``judge``
-    parameter is; the body receives them as one ``JudgeOptions``."""
+    parameter is; the body receives them as one ``JudgeOptions``. ``endpoint_key``: the option that
+    gives the endpoints' key, for a command whose own --api-key means something else (serve)."""
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
-        for name, option, default in _SHARED
+        for name, option, default in ((n, endpoint_key if n == "api_key" else o, d) for n, o, d in _SHARED)
         if order or name != "order"
     ]
     names = {parameter.name for parameter in shared}

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rmjudge import __version__
-from rmjudge.cli import batch, cache, check, compare, models, rank
+from rmjudge.cli import batch, cache, check, compare, models, rank, serve
 from rmjudge.cli import eval as evaluate
 from rmjudge.cli.command import RmjudgeGroup
 
@@ -40,5 +40,6 @@ app.command()(batch.batch)
 app.command()(check.check)
 app.command("eval")(evaluate.eval_command)
 app.command()(rank.rank)
+app.command()(serve.serve)
 app.add_typer(models.models_app, name="models")
 app.add_typer(cache.cache_app, name="cache")
