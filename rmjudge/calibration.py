@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,6 +136,15 @@ def calibrate(
             "ece_calibrated": expected_calibration_error(calibrated, held_labels),
         }
     )
+
+
+def key_for(meta: Mapping[str, object]) -> tuple[str, str]:
+    """(model, template) keys of a fit, from a judgment's or an eval run's ``model`` and ``template``
+    records: the engine identity's id (older records: the file's sha256) and the template's id and hash."""
+    model, template = meta["model"], meta["template"]
+    assert isinstance(model, Mapping) and isinstance(template, Mapping)
+    model_id = model.get("id") or f"sha256:{model['sha256']}"
+    return str(model_id), f"{template['id']}:{template['sha256']}"
 
 
 def _path(model: str, template: str, directory: Path | None) -> Path:
