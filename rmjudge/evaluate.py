@@ -298,8 +298,8 @@ def fit_calibration(
     check_calibration_method(method)
     if len(results) < MIN_CALIBRATION_PAIRS:
         raise UsageError(
-            f"--calibrate needs at least {MIN_CALIBRATION_PAIRS} judged pairs (some to fit on, others to test "
-            f"on), with both labels: {len(results)} judged; give more labelled pairs"
+            f"--calibrate needs at least {MIN_CALIBRATION_PAIRS} judged pairs (70% to fit on, 30% to test on): "
+            f"{len(results)} judged; give more labelled pairs"
         )
     model, template = calibration.key_for(run)
     return calibration.calibrate(
@@ -308,6 +308,7 @@ def fit_calibration(
         model=model,
         template=template,
         method=method,
+        mirrored=True,  # which text a file calls A is arbitrary; often the better one is always A
     )
 
 
