@@ -161,14 +161,16 @@ def test_cli_cache_stats_and_clear_with_a_corrupt_file() -> None:
     garbage_header(path)
     stats = run_cli("cache", "stats", "--json")
     assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout)["entries"] == 0
+    report = json.loads(stats.stdout)
+    assert report["entries"] == 0 and "is corrupt" in report["problem"]
     (warning,) = stats.stderr.strip().splitlines()
     assert warning.startswith(f"rmjudge: the verdict cache {path} is corrupt (file is not a database)")
     cleared = run_cli("cache", "clear", "--json")
     assert cleared.returncode == 0, cleared.stderr
     assert json.loads(cleared.stdout)["removed"] == 0 and cleared.stderr == ""
     after = run_cli("cache", "stats", "--json")
-    assert after.returncode == 0 and after.stderr == "" and json.loads(after.stdout)["entries"] == 0
+    assert after.returncode == 0 and after.stderr == ""
+    assert json.loads(after.stdout)["entries"] == 0 and json.loads(after.stdout)["problem"] is None
 
 
 COMPARE = ["--model", "MODEL", "--template", "reasoning", "--max-tokens", "0", "--order", "ab", "--json"]

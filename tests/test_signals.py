@@ -35,12 +35,6 @@ from tests.test_batch import (
     write_lines,
 )
 
-# Until the command line installs its SIGTERM handler, the default action ends the process at once.
-NEEDS_CLI_HANDLER = pytest.mark.xfail(
-    strict=False,
-    reason="needs the command line to raise rmjudge.errors.Terminated on SIGTERM (the cli-pkg branch)",
-)
-
 
 @pytest.fixture
 def sigterm_raises() -> Iterator[None]:
@@ -113,7 +107,6 @@ def test_sigterm_stops_eval_with_every_written_result_kept(
 # -- the command line, with a real model ---------------------------------------------------------
 
 
-@NEEDS_CLI_HANDLER
 @pytest.mark.model
 @pytest.mark.skipif(not LLMBAR.exists(), reason="../shared/data missing")
 def test_real_batch_stopped_by_sigterm_exits_143_and_resumes_without_a_lost_or_doubled_line(
@@ -140,7 +133,6 @@ def test_real_batch_stopped_by_sigterm_exits_143_and_resumes_without_a_lost_or_d
     assert [row["id"] for row in _complete_rows(out)] == [row["id"] for row in inputs]
 
 
-@NEEDS_CLI_HANDLER
 @pytest.mark.model
 @pytest.mark.skipif(not LLMBAR.exists(), reason="../shared/data missing")
 def test_real_eval_stopped_by_sigterm_exits_143_with_its_results_kept(gemma_path: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ cache_app = typer.Typer(
 
 
 def _stats_dict(stats: CacheStats) -> dict[str, Any]:
-    return {"path": str(stats.path), "entries": stats.entries, "bytes": stats.bytes}
+    return {"path": str(stats.path), "entries": stats.entries, "bytes": stats.bytes, "problem": stats.problem}
 
 
 @cache_app.command("stats")

@@ -15,4 +15,6 @@ if TYPE_CHECKING:
 def print_stats(stats: CacheStats) -> None:
     entries = f"{stats.entries} (one per judged order)"
     rows = [("path", stats.path), ("entries", entries), ("size", human_size(stats.bytes))]
+    if stats.problem:
+        rows.append(("problem", stats.problem))
     stdout.print(key_value_table(rows, title="verdict cache"))
