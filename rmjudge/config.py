@@ -164,7 +164,10 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
             raise _fail(path, f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
     values: dict[str, Any] = {}
     if "model" in table:
+        from rmjudge.models import check_model_spec
+
         values["model"] = _relative_file(path, _text(path, f"{prefix}model", table["model"]))
+        check_model_spec(values["model"], where=f"{path}: {prefix}model")
     if "template" in table:
         values["template"] = _relative_file(path, _text(path, f"{prefix}template", table["template"]))
     for key in ("question", "criteria"):

@@ -17,7 +17,7 @@ from rmjudge import cli, session
 from rmjudge.cache import VerdictCache
 from rmjudge.check import FileResult, JudgePool, JudgeSettings, exit_code, plan_check, run_check
 from rmjudge.config import Settings, glob_regex, load_config
-from rmjudge.errors import ContextTooLongError, ExitCode, InputError, UsageError
+from rmjudge.errors import ContextTooLongError, ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.judge import Judge
 from rmjudge.render.check import report_line
 from rmjudge.session import JudgeOptions
@@ -442,6 +442,12 @@ def test_rmjudge_toml_is_found_from_a_subdirectory(repo: Path, monkeypatch: pyte
 def test_bad_config(repo: Path, text: str, message: str) -> None:
     write(repo / "pyproject.toml", text)
     with pytest.raises(UsageError, match=message):
+        load_config()
+
+
+def test_an_unknown_model_in_the_config_names_the_file_and_key(repo: Path) -> None:
+    write(repo / ".rmjudge.toml", 'model = "rm-r1-qwen-9b"\n')
+    with pytest.raises(RmjudgeError, match=r"\.rmjudge\.toml: model: .*rm-r1-qwen-9b"):
         load_config()
 
 

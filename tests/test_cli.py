@@ -440,3 +440,21 @@ def test_models_pull_prints_the_file_and_the_note(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"{gguf}  (2.0 MB, Q4_K_M, someone/m-GGUF@abc123)"
     assert "found by a search" in result.stderr
+
+
+EXAMPLE_A, EXAMPLE_B = str(ROOT / "examples" / "a.txt"), str(ROOT / "examples" / "b.txt")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "command",
+    [["cache", "stats", "--json"], ["compare", EXAMPLE_A, EXAMPLE_B, "--show-prompt", "--template", "instruct"]],
+)
+def test_a_full_disk_under_standard_output_is_exit_6_in_one_line(command: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "rmjudge", *command],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert completed.returncode == ExitCode.OUTPUT, completed.stderr
+    assert completed.stderr.strip() == "rmjudge: cannot write standard output: No space left on device"

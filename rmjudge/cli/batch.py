@@ -36,7 +36,8 @@ def batch(
 
     Recognises prompt/chosen/rejected, instruction/output_1/output_2, question/answer_a/answer_b,
     prompt/response_a/response_b, conversation_a/conversation_b and messages/a/b; --map names other fields.
-    Exit 1 when any line failed (its output line holds the error), 130 on Ctrl-C (all judged lines kept).
+    Exit 1 when any line failed (its output line holds the error), 6 when the output cannot be written,
+    130 on Ctrl-C and 143 on SIGTERM (all judged lines kept).
     """
     from rmjudge import batch as batching
     from rmjudge import records

@@ -12,6 +12,7 @@ number): one line naming the command's --help, exit 2.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import inspect
 import os
@@ -79,6 +80,9 @@ def command(body: Body) -> Callable[..., None]:
     return present_as(run, body, parameters)  # type: ignore[no-any-return]
 
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def outcome(action: Callable[[], int | None], debug: bool) -> int:
     """Run ``action`` under the policy: its exit code, or the code of what went wrong (after one line)."""
     try:
@@ -103,6 +107,10 @@ def outcome(action: Callable[[], int | None], debug: bool) -> int:
     except Exception as failure:  # the last line of defence: one line, not a traceback
         if debug:
             raise
+        if isinstance(failure, OSError) and failure.errno in _WRITE_ERRORS:
+            # Only a write fails this way: a full disk or quota under standard output or a file.
+            where = failure.filename or "standard output"
+            return _fail(f"cannot write {where}: {failure.strerror}", ExitCode.OUTPUT)
         message = f"internal error: {type(failure).__name__}: {failure} (run again with --debug for the traceback)"
         return _fail(message, ExitCode.INTERNAL)
 
