@@ -5,32 +5,36 @@ The rules, in the order the completion is read (left to right, one pass):
 1. Thinking. For the reasoning family (RM-R1 DeepSeek-Distilled) the chat template opens ``<think>``
    in the prompt, so the completion starts inside the thinking and holds only ``</think>``. Nothing
    in the thinking counts. Its first ``</think>`` ends it; a later ``</think>`` outside any quote
-   means that what came before it was thinking too (the last one stands), so
-   answers written before it are dropped. The instruct family has no thinking.
+   means that what came before it was thinking too (the last one stands), so answers written
+   before it are dropped. The instruct family has no thinking.
 2. Quotes and summaries. RM-R1's system prompt asks the model to quote and paraphrase the responses
    in ``<quote_A>``, ``<quote_B>``, ``<summary_A>`` and ``<summary_B>`` blocks, so their content is
    the judged texts, which may hold anything, verdict markup included. A block runs from its
-   opening tag to the first closing tag of the same kind (``</quote_A>`` or ``</quote_B>`` closes a
-   quote, whichever letter opened it, as RM-R1's models sometimes mix them up); everything inside,
-   other tags included, is content. A block the model opened and has not closed runs to the end of
-   the text: a stop or a verdict in there counts for nothing. A closing tag with no open block is
-   plain text.
+   opening tag to the first closing tag of the same kind, of either letter (a model that mixes the
+   letters up is not left inside a quote for the rest of its text); everything inside, other tags
+   included, is content. A block the model opened and has not closed runs to the end of the text:
+   a stop or a verdict in there counts for nothing. A closing tag with no open block is plain text.
+   A prompt may leave a block open itself (a custom template whose user prompt ends in
+   ``<quote_B>``): the completion then starts inside it, after the thinking (``opened``, as
+   ``block_left_open`` finds it in the prompt).
 3. The verdict is the last ``<answer>[[A]]</answer>`` or ``<answer>[[B]]</answer>`` (whitespace
    allowed inside) outside thinking and quotes: a model that restates its answer is read by its
-   final word (RM-R1's evaluation, eval/reward-bench/rewardbench/generative.py in RM-R1-UIUC/RM-R1,
-   expects the completion to end with it).
+   final word (RM-R1's evaluation, eval/reward-bench/rewardbench/generative.py in RM-R1-UIUC/RM-R1
+   @ d4c2542, expects the completion to end with it).
 4. Without such an answer, a bare ``[[A]]``/``[[B]]`` counts only in the last 80 characters of the
    text outside thinking and quotes: RM-R1's RL reward (rm_r1/verl/utils/reward_score/lm_as_judge.py)
    looked at no more than the last 80 characters.
-5. Otherwise there is no verdict (``None``): the judge forces one (``forced_appendix``).
+5. Otherwise there is no verdict (``None``): the judge forces one, reading the next token after
+   ``forced_appendix`` (which ends the thinking and closes an open quote first).
 
-A prompt may leave a block open itself (a custom template whose user prompt ends in ``<quote_B>``):
-then the completion starts inside it, after the thinking (``opened``, found by ``block_left_open``).
+Generation stops at ``</answer>`` only where rules 1 and 2 let that answer count (``stop_counts``),
+so a quoted ``</answer>`` does not end the judgment. The verdict's probabilities are those an engine
+read where the text last ended with ``<answer>[[``; when that place is not the deciding answer (a
+bare verdict, or a quoted ``<answer>[[`` after it), ``forced_appendix`` has them read again.
 
-Generation stops at ``</answer>`` only where rule 1 and 2 let that answer count (``stop_counts``),
-so a quoted ``</answer>`` does not end the judgment. A known limit: a judged text holding a
-closing tag (``</quote_A>``, ``</think>``) that the model copies verbatim ends the block early,
-as it would for a reader of the completion; the text cannot tell such a copy from the model's own tag.
+A known limit: a judged text holding a closing tag (``</quote_A>``, ``</think>``) that the model
+copies verbatim ends the block early, as it would for a reader of the completion; the text alone
+cannot tell such a copy from the model's own tag.
 """
 
 from __future__ import annotations
