@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -68,20 +69,20 @@ def main() -> None:
         fill = run_batch(str(source), str(work / "fill.jsonl"), lambda: judge, overwrite=True, progress=False)
         print(f"fill ({args.pairs} pairs, --max-tokens 0, both orders): {fill.seconds:.1f} s, "
               f"{fill.cached} pairs already cached, {fill.failed} failed")  # fmt: skip
-        # Time the Judge's prompt tokenization apart: it runs on cache hits too (the budget, part of the key, needs it).
+        # Time the Judge's prompt formatting and tokenization apart: a cache hit should need none.
         tokenizing = [0.0]
-        chat_tokens = judge.engine.chat_tokens
+        format_prompt = judge.engine.format_prompt
 
-        def timed_chat_tokens(messages: list[dict[str, str]]) -> list[int]:
+        def timed_format_prompt(messages: Any) -> Any:
             started = time.perf_counter()
             try:
-                return chat_tokens(messages)
+                return format_prompt(messages)
             finally:
                 tokenizing[0] += time.perf_counter() - started
 
-        judge.engine.chat_tokens = timed_chat_tokens  # type: ignore[method-assign]
+        judge.engine.format_prompt = timed_format_prompt  # type: ignore[method-assign]
         rerun = run_batch(str(source), str(work / "rerun.jsonl"), lambda: judge, overwrite=True, progress=False)
-        judge.engine.chat_tokens = chat_tokens  # type: ignore[method-assign]
+        judge.engine.format_prompt = format_prompt  # type: ignore[method-assign]
         served = "every order from the cache" if rerun.cached == rerun.judged else f"only {rerun.cached} fully cached"
         verdict = "met" if rerun.seconds < 2 else "NOT met"
         print(

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from rmjudge.cache import VerdictCache
-from rmjudge.engine import physical_cores
 from rmjudge.evaluate import LabelledPair, evaluate, load_pairs, official_order
 from rmjudge.judge import Judge
 from rmjudge.metrics import PairResult, build_report
+from rmjudge.system import physical_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "llmbar.jsonl"

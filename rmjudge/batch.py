@@ -26,8 +26,8 @@ from typing import IO, Any
 
 import orjson
 
-from rmjudge.errors import ContextTooLongError, ExitCode, OutputError, RmjudgeError, Terminated, UsageError
-from rmjudge.judge import ORDERS, Judge, Judgment
+from rmjudge.errors import ExitCode, OutputError, RmjudgeError, Terminated, UsageError
+from rmjudge.judge import ORDERS, Judge, Judgment, judge_along
 from rmjudge.progress import Progress, no_progress
 from rmjudge.records import Record, count_records, read_records, record_key, with_error
 from rmjudge.verdict import one_line_reason
@@ -592,25 +592,23 @@ def run_batch(
             keep_bytes=existing.complete if existing.torn else None,
         )  # fmt: skip
         try:
-            for record in records:
-                if record.pair is not None:
-                    try:
-                        judgment = loaded_judge().judge(record.pair)
-                    except ContextTooLongError as error:
-                        record = with_error(record, error)
-                    else:
-                        block = judgment_block(record, judgment, raw=raw)
-                        sink.write(output_row(record, block, flat=flat))
-                        summary.judged += 1
-                        summary.ties += judgment.winner == "tie"
-                        summary.forced += judgment.forced
-                        summary.cached += all(order.cached for order in judgment.orders)
-                        summary.engine_seconds += sum(order.seconds for order in judgment.orders)
-                        if record.label is not None:
-                            summary.labelled += 1
-                            summary.agreed += judgment.winner == record.label
-                        update(advance=1, ties=summary.ties, forced=summary.forced)
-                        continue
+            # Many pairs are judged at once; each line is written as soon as it and all before it are done.
+            for record, outcome in judge_along(records, lambda record: record.pair, loaded_judge):
+                if isinstance(outcome, Judgment):
+                    block = judgment_block(record, outcome, raw=raw)
+                    sink.write(output_row(record, block, flat=flat))
+                    summary.judged += 1
+                    summary.ties += outcome.winner == "tie"
+                    summary.forced += outcome.forced
+                    summary.cached += all(order.cached for order in outcome.orders)
+                    summary.engine_seconds += sum(order.seconds for order in outcome.orders)
+                    if record.label is not None:
+                        summary.labelled += 1
+                        summary.agreed += outcome.winner == record.label
+                    update(advance=1, ties=summary.ties, forced=summary.forced)
+                    continue
+                if outcome is not None:  # the pair's own error (too long for the context)
+                    record = with_error(record, outcome)
                 assert record.error is not None
                 if strict:
                     raise LineFailed(record.line, record.error)

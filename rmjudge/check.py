@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rmjudge.config import CheckConfig, Settings
-from rmjudge.errors import ExitCode, InputError, UsageError
+from rmjudge.errors import ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.prompts import Pair
 from rmjudge.textio import decode_utf8
 from rmjudge.verdict import one_line_reason
@@ -415,12 +415,16 @@ def run_check(items: Iterable[CheckItem], judge_for: JudgeFactory) -> Iterator[F
         model_rank.setdefault(settings.model, len(model_rank))
     for settings in sorted(groups, key=lambda s: model_rank[s.model]):
         judge = judge_for(settings)
+        pairs: list[Pair] = []
         for item in groups[settings]:
             assert item.pair is not None
             judge.check_fits(item.pair)  # every file of the group fits before the first is judged
-        for item in groups[settings]:
-            assert item.pair is not None
-            yield _result(item, judge.judge(item.pair))
+            pairs.append(item.pair)
+        # The group's files are judged at once; each result comes as soon as it and those before it are done.
+        for item, outcome in zip(groups[settings], judge.judge_many(pairs), strict=True):
+            if isinstance(outcome, RmjudgeError):
+                raise outcome
+            yield _result(item, outcome)
 
 
 def exit_code(results: Iterable[FileResult]) -> int:

@@ -22,7 +22,7 @@ import orjson
 
 from rmjudge import calibration
 from rmjudge.errors import ContextTooLongError, InputError, UsageError
-from rmjudge.judge import Judge
+from rmjudge.judge import Judge, Judgment, judge_along
 from rmjudge.metrics import OrderResult, PairResult, Skipped, rm_bench_styles
 from rmjudge.progress import Progress, no_progress
 from rmjudge.prompts import Pair
@@ -168,10 +168,8 @@ def judge_for_protocol(judge: Judge, protocol: str) -> Judge:
     return judge.with_max_tokens(0)
 
 
-def judge_pair(judge: Judge, item: LabelledPair, protocol: str, seed: int) -> PairResult:
-    """One labelled pair through ``judge`` under ``protocol`` (raises ContextTooLongError)."""
-    started = time.perf_counter()
-    judgment = judge.judge(item.pair, protocol_orders(protocol, item.id, seed))
+def pair_result(item: LabelledPair, judgment: Judgment, seconds: float) -> PairResult:
+    """What the report keeps of one labelled pair's judgment."""
     orders = tuple(
         OrderResult(
             order=o.order, verdict=o.verdict, position_verdict=o.position_verdict, probability_a=o.probability_a,
@@ -188,7 +186,7 @@ def judge_pair(judge: Judge, item: LabelledPair, protocol: str, seed: int) -> Pa
         confidence=judgment.confidence,
         length_a=len(item.pair.a),
         length_b=len(item.pair.b),
-        seconds=0.0 if all_cached else time.perf_counter() - started,
+        seconds=0.0 if all_cached else seconds,
         orders=orders,
         reason=one_line_reason(judgment.orders[0].rationale),
     )
@@ -204,20 +202,30 @@ def evaluate(
 ) -> tuple[list[PairResult], list[Skipped]]:
     """Judge every labelled pair; inputs already skipped (broken lines) pass through, and pairs too
     long for the model's context are skipped and counted. ``on_item`` sees each outcome as it comes
-    (to write it out at once: an interrupted eval keeps what it judged)."""
+    (to write it out at once: an interrupted eval keeps what it judged).
+
+    All pairs go through one stream, many at once, so a pair's ``seconds`` is the wall time since the
+    previous outcome: they add up to the run's time, and pairs per minute stay true."""
     check_protocol(protocol, None)
     judge = judge_for_protocol(judge, protocol)
     results: list[PairResult] = []
     skipped: list[Skipped] = []
-    for item in items:
+
+    def request(item: LabelledPair | Skipped) -> tuple[Pair, tuple[str, ...]] | None:
+        return None if isinstance(item, Skipped) else (item.pair, protocol_orders(protocol, item.id, seed))
+
+    last = time.perf_counter()
+    for item, judged in judge_along(items, request, lambda: judge):
         outcome: PairResult | Skipped
         if isinstance(item, Skipped):
             outcome = item
-        else:
-            try:
-                outcome = judge_pair(judge, item, protocol, seed)
-            except ContextTooLongError as error:
-                outcome = Skipped(item.id, "too_long", str(error))
+        elif isinstance(judged, Judgment):
+            now = time.perf_counter()
+            outcome = pair_result(item, judged, now - last)
+            last = now
+        else:  # the pair's own error: skipped and counted
+            reason = "too_long" if isinstance(judged, ContextTooLongError) else "broken"
+            outcome = Skipped(item.id, reason, str(judged))
         if isinstance(outcome, Skipped):
             skipped.append(outcome)
         else:

@@ -1,18 +1,29 @@
-"""A pair in, a judgment out: render both orders, generate, parse, force if needed, combine."""
+"""Pairs in, judgments out, in three phases, many pairs at once.
+
+- plan: render each order of a pair, look it up in the verdict cache (before any tokenizing), format
+  it and check that it fits the context. A pair's own error (too long, ...) is its outcome, not the run's.
+- run: the engine works on every pending order together: ``Engine.run`` on a window of jobs, several
+  per engine slot, read lazily from the input.
+- finish: parse each completion and combine the orders. A forced verdict (no answer within the
+  budget) is read by the engine itself through the answer format's appendix, batched with the rest.
+
+Engines are built outside the judge (``rmjudge.engines.build_engine``); nothing here knows which one runs.
+"""
 
 from __future__ import annotations
 
 import copy
-import functools
-import time
+import itertools
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rmjudge import __version__
 from rmjudge.cache import VerdictCache, cache_key
-from rmjudge.engine import Engine, Sampling
-from rmjudge.errors import ContextTooLongError, UsageError
+from rmjudge.engines import AnswerFormat, Engine, EngineOptions, Job, Output, Prompt, Sampling, build_engine
+from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageError
 from rmjudge.models import ResolvedModel
 from rmjudge.prompts import Message, Pair, PromptTemplate, detect_family, load_template
 from rmjudge.verdict import (
@@ -30,6 +41,19 @@ ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 DEFAULT_MAX_TOKENS = {"instruct": 2048, "reasoning": 4096}
 VERDICT_ROOM = 32  # tokens kept free for a forced verdict
 CHOICES = ("A", "B")
+STOP = "</answer>"
+PROBE = "<answer>[["
+# Jobs handed to the engine per slot at once: a run ends with slots idling while its last jobs finish,
+# so a larger window wastes less; each pair in it is only a few kilobytes of text.
+JOBS_PER_SLOT = 8
+# Errors that are one pair's own: judge_many yields them in the pair's place. Any other error stops the run.
+PAIR_ERRORS = (ContextTooLongError, InputError)
+
+# A pair, or a pair with its own orders (RM-R1's official protocol draws one order per pair).
+# A pair, a pair with its own orders, or an error the caller already has for this place in the
+# stream (a line it could not read): that passes through in its place, as soon as all before it are done.
+Request = Pair | tuple[Pair, Sequence[str]] | RmjudgeError
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,28 @@ class Judgment:
         }
 
 
+@dataclass
+class _OrderPlan:
+    """One order of a pair on its way: a cache hit (``stored``) or a job for the engine."""
+
+    order: str
+    opened: str | None  # the quote block the template leaves open, where the completion starts
+    key: str | None  # the verdict cache key (None without a cache)
+    stored: dict[str, Any] | None  # what the cache holds for this order, once known
+    cached: bool
+    job: Job | None
+
+
+@dataclass
+class _PairPlan:
+    orders: list[_OrderPlan]
+    error: RmjudgeError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or all(o.stored is not None for o in self.orders)
+
+
 def _messages(template: PromptTemplate, pair: Pair) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in template.render(pair)]
 
@@ -98,47 +144,98 @@ def _block_the_template_opens(template: PromptTemplate, pair: Pair) -> str | Non
     return block_left_open(template.render(neutral)[-1].content)
 
 
+def _checked_orders(orders: Sequence[str]) -> tuple[str, ...]:
+    if not orders or any(order not in ("ab", "ba") for order in orders):
+        raise UsageError(f"orders {list(orders)!r}: give one or both of 'ab' and 'ba'")
+    return tuple(orders)
+
+
+def _answer_format(reasoning: bool, opened: str | None) -> AnswerFormat:
+    """RM-R1's answer markup, as the engine needs it: where generation may stop and where the verdict is read."""
+
+    def accept_stop(text: str) -> bool:
+        # A </answer> inside a quote of a response, or inside the thinking, is not the end.
+        return stop_counts(text, reasoning=reasoning, opened=opened)
+
+    def appendix(text: str, probabilities_read: bool) -> str | None:
+        # No verdict (budget spent, or the model stopped without one): close the reasoning or the quote
+        # and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
+        return forced_appendix(text, reasoning=reasoning, probabilities_read=probabilities_read, opened=opened)
+
+    return AnswerFormat(stop=STOP, probe=PROBE, choices=CHOICES, accept_stop=accept_stop, appendix=appendix)
+
+
+def load_engine(
+    model: str | Path | ResolvedModel | None,
+    *,
+    gpu_layers: int | None = None,
+    threads: int | None = None,
+    parallel: int | None = None,
+    debug: bool = False,
+) -> Engine:
+    """The engine for a local GGUF (``build_engine``'s default, llama.cpp) on ``model``: an alias or hf://
+    spec is pulled on first use, a ResolvedModel is used as it is."""
+    from rmjudge.models import resolve_model
+
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model) if model else None)
+    options = EngineOptions(model=resolved, gpu_layers=gpu_layers, threads=threads, parallel=parallel, debug=debug)
+    return build_engine(options)
+
+
 class Judge:
-    """Judge pairs with one model, loaded once.
+    """Judge pairs with one engine, loaded once.
 
     >>> judge = Judge(model="path/to/model.gguf")            # doctest: +SKIP
     >>> judge.compare("What is 2+2?", "4", "5").winner        # doctest: +SKIP
     'A'
+
+    ``engine`` is an engine built outside (``rmjudge.engines.build_engine``); without one, the llama
+    engine is built on ``model`` (a path, an alias or hf://...; as in rmjudge 0.1, a model may also
+    be given in ``engine``'s place). ``gpu_layers``, ``threads``, ``parallel`` and ``debug`` only
+    apply to that built engine.
     """
 
     def __init__(
         self,
-        model: str | Path | ResolvedModel | None = None,
+        engine: Engine | str | Path | ResolvedModel | None = None,
         *,
+        model: str | Path | ResolvedModel | None = None,
         template: str | None = None,
         max_tokens: int | None = None,
         order: str = "both",
         sampling: Sampling | None = None,
+        cache: VerdictCache | None = None,
         gpu_layers: int | None = None,
         threads: int | None = None,
-        cache: VerdictCache | None = None,
-        engine: Engine | None = None,
+        parallel: int | None = None,
         debug: bool = False,
     ) -> None:
         if order not in ORDERS:
             raise UsageError(f"--order {order!r}: use both, ab or ba")
         if max_tokens is not None and max_tokens < 0:
             raise UsageError("--max-tokens must be 0 or more (0: no reasoning, verdict from probabilities)")
+        # A template named here is checked before any model is read: a typo costs no load.
+        named_template = load_template(template) if template else None
+        if engine is None or isinstance(engine, (str, Path, ResolvedModel)):
+            if engine is not None and model is not None:
+                raise UsageError("give the model once: Judge(model=...) or Judge(engine)")
+            engine = load_engine(
+                engine if engine is not None else model,
+                gpu_layers=gpu_layers, threads=threads, parallel=parallel, debug=debug,
+            )  # fmt: skip
+        self.engine: Engine = engine
         self.order = order
         self.sampling = sampling or Sampling()
         self.cache = cache
-        self._model_sha256: str | None = None
-        if engine is None:
-            from rmjudge.engine import LlamaEngine
-            from rmjudge.models import resolve_model
-
-            # An alias or hf:// spec is pulled on first use; a ResolvedModel is used as it is.
-            resolved = model if isinstance(model, ResolvedModel) else resolve_model(str(model) if model else None)
-            self._model_sha256 = resolved.sha256
-            engine = LlamaEngine(resolved.path, gpu_layers=gpu_layers, threads=threads, debug=debug)
-        self.engine = engine
-        self.template = load_template(template or detect_family(engine.info.metadata))
+        self.template = named_template or load_template(detect_family(dict(engine.info.metadata)))
         self.max_tokens = DEFAULT_MAX_TOKENS[self.template.family] if max_tokens is None else max_tokens
+        self._answers: dict[str | None, AnswerFormat] = {}  # by the block the template leaves open
+        self._identity: dict[str, Any] | None = None
+
+    @classmethod
+    def from_options(cls, options: EngineOptions, engine_name: str | None = None, **settings: Any) -> Judge:
+        """A judge on the engine ``options`` describe (``build_engine``); ``settings`` as for ``Judge``."""
+        return cls(build_engine(options, engine_name), **settings)
 
     def with_max_tokens(self, max_tokens: int) -> Judge:
         """The same judge, sharing its loaded engine, template and cache, with another reasoning budget."""
@@ -151,25 +248,24 @@ class Judge:
         return self.template.family == "reasoning"
 
     @property
-    def model_sha256(self) -> str:
-        if self._model_sha256 is None:
-            from rmjudge.models import file_sha256
-
-            self._model_sha256 = file_sha256(self.engine.info.path)
-        return self._model_sha256
+    def model_identity(self) -> dict[str, Any]:
+        """The engine's model identity (its ``id`` keys the verdict cache); asked once, when first needed."""
+        if self._identity is None:
+            self._identity = dict(self.engine.identity())
+        return self._identity
 
     def meta(self) -> dict[str, Any]:
         info = self.engine.info
         return {
-            "model": {"file": info.path.name, "sha256": self.model_sha256, "gguf_name": info.name},
+            "model": dict(self.model_identity),
             "template": {
                 "id": self.template.id,
                 "family": self.template.family,
                 "sha256": self.template.sha256,
-                "chat_format": getattr(self.engine, "chat_format", "gguf"),
+                "chat_format": info.chat_format,
             },
             "sampling": {**asdict(self.sampling), "max_tokens": self.max_tokens},
-            "versions": {"rmjudge": __version__, **self.engine.versions()},
+            "versions": {"rmjudge": __version__, **info.versions},
         }
 
     def prompt_messages(self, pair: Pair, order: str = "ab") -> list[dict[str, str]]:
@@ -180,9 +276,150 @@ class Judge:
         """Which of ``a`` and ``b`` answers ``question`` better (None: the default task statement)."""
         return self.judge(Pair(a=a, b=b, question=question))
 
-    def judge(self, pair: Pair, orders: tuple[str, ...] | None = None) -> Judgment:
-        """Judge ``pair`` in each order (default: the judge's ``order``) and combine."""
-        results = [self._judge_order(pair, order) for order in (orders or ORDERS[self.order])]
+    def judge(self, pair: Pair, orders: Sequence[str] | None = None) -> Judgment:
+        """Judge ``pair`` in each order (default: the judge's ``order``) and combine; raises the pair's error."""
+        [outcome] = self.judge_many([pair], orders)  # to the end: the engine's run ends as it should
+        if isinstance(outcome, RmjudgeError):
+            raise outcome
+        return outcome
+
+    def check_fits(self, pair: Pair) -> None:
+        """Raise ContextTooLongError now if ``pair`` cannot be judged (before any generation)."""
+        self._room(self.engine.format_prompt(self.prompt_messages(pair)))
+
+    # -- many pairs ---------------------------------------------------------------------------------
+
+    def judge_many(
+        self, pairs: Iterable[Request], orders: Sequence[str] | None = None
+    ) -> Generator[Judgment | RmjudgeError, None, None]:
+        """Judge every pair, yielding in input order its Judgment or its own error (too long for the
+        context, ...), each as soon as it and every pair before it are done.
+
+        ``orders``: the orders each pair is judged in (default: the judge's ``order``); a request
+        ``(pair, orders)`` gives one pair its own. The input is read lazily, a window of pairs ahead
+        of the engine. Errors that stop the whole run (the model cannot load, Ctrl-C) are raised.
+        """
+        default = ORDERS[self.order] if orders is None else _checked_orders(orders)
+        source = iter(pairs)
+        window = max(1, self.engine.info.parallel) * JOBS_PER_SLOT
+        planned: deque[_PairPlan] = deque()  # pairs read and not yet handed back, in input order
+        exhausted = False
+        while not exhausted or planned:
+            pending: list[tuple[_OrderPlan, Job]] = []
+            while not exhausted and len(pending) < window and len(planned) < window:
+                request = next(source, None)
+                if request is None:
+                    exhausted = True
+                    break
+                plan = self._plan(request, default)
+                planned.append(plan)
+                pending.extend((o, o.job) for o in plan.orders if o.job is not None)
+                yield from self._ready(planned)  # cache hits and errors need no engine
+            if pending:
+                yield from self._run(pending, planned)
+
+    def _ready(self, planned: deque[_PairPlan]) -> Iterator[Judgment | RmjudgeError]:
+        while planned and planned[0].done:
+            yield self._finish(planned.popleft())
+
+    def _run(
+        self, pending: list[tuple[_OrderPlan, Job]], planned: deque[_PairPlan]
+    ) -> Iterator[Judgment | RmjudgeError]:
+        """Every pending job in one engine run; each pair handed back as soon as it and those before it are done."""
+        outputs = self.engine.run([job for _, job in pending])
+        try:
+            for index, output in outputs:
+                self._store(pending[index][0], output)
+                yield from self._ready(planned)
+        finally:
+            # Stopped early (Ctrl-C, the caller stopped reading): the engine stops its work in flight.
+            close = getattr(outputs, "close", None)  # generators have it; a plain iterator holds nothing to stop
+            if close is not None:
+                close()
+        if planned:  # an engine must give every job's output: without this, the pairs would wait forever
+            raise RuntimeError("the engine ended its run without the output of every job")
+
+    # -- plan ------------------------------------------------------------------------------------
+
+    def _plan(self, request: Request, default: tuple[str, ...]) -> _PairPlan:
+        if isinstance(request, RmjudgeError):
+            return _PairPlan([], request)
+        pair, orders = (request, default) if isinstance(request, Pair) else (request[0], _checked_orders(request[1]))
+        opened = _block_the_template_opens(self.template, pair)
+        try:
+            return _PairPlan([self._plan_order(pair, order, opened) for order in orders])
+        except PAIR_ERRORS as error:
+            return _PairPlan([], error)  # none of this pair's orders runs
+
+    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> _OrderPlan:
+        messages = self.prompt_messages(pair, order)
+        key = self._key(messages) if self.cache is not None else None
+        stored = self.cache.get(key) if self.cache is not None and key is not None else None
+        if stored is not None:
+            return _OrderPlan(order, opened, key, stored, cached=True, job=None)
+        prompt = self.engine.format_prompt(messages)
+        # A long prompt leaves less room to reason; the verdict is forced when that runs out.
+        budget = min(self.max_tokens, self._room(prompt))
+        if opened not in self._answers:
+            self._answers[opened] = _answer_format(self.reasoning, opened)
+        job = Job(prompt, budget, self.sampling, self._answers[opened])
+        return _OrderPlan(order, opened, key, None, cached=False, job=job)
+
+    def _key(self, messages: list[dict[str, str]]) -> str:
+        # The key holds what fixes the budget (max_tokens and the model's context, with the messages)
+        # rather than the budget itself, so a cache hit needs no tokenizing at all.
+        info = self.engine.info
+        return cache_key(
+            {
+                "model": self.model_identity["id"],
+                "template": [self.template.id, self.template.sha256, info.chat_format],
+                "messages": messages,
+                "sampling": asdict(self.sampling),
+                "max_tokens": self.max_tokens,
+                "context": info.max_context,
+                "parser": PARSER_VERSION,
+            }
+        )
+
+    def _room(self, prompt: Prompt) -> int:
+        """Tokens left to reason in after ``prompt``; ContextTooLongError when there are none."""
+        available = self.engine.info.max_context
+        needed = len(prompt.tokens) + VERDICT_ROOM
+        if needed > available:
+            raise ContextTooLongError(
+                f"the prompt is {len(prompt.tokens)} tokens, {needed - available} more than the model's context "
+                f"of {available} allows: shorten the texts or use a model with a longer context",
+                needed=needed,
+                available=available,
+            )
+        return available - needed
+
+    # -- finish ----------------------------------------------------------------------------------
+
+    def _store(self, plan: _OrderPlan, output: Output) -> None:
+        """An order's output as the verdict cache holds it, stored at once (an interrupted run keeps it)."""
+        forced = parse_verdict(output.text, reasoning=self.reasoning, opened=plan.opened).verdict is None
+        probabilities = dict(output.choice_probabilities)
+        completion = output.text
+        if forced:  # the engine read the verdict after the appendix: write it out as the model would have
+            choice = max(probabilities, key=probabilities.__getitem__)
+            completion += f"{output.appendix or ''}{choice}]]{STOP}"
+        plan.stored = {
+            "completion": completion,
+            "probabilities": probabilities,
+            "forced": forced,
+            "tokens_out": len(output.tokens),
+            "stopped_by": output.stopped_by,
+            "seconds": output.seconds,
+            "tokens_in": output.prompt_tokens,
+        }
+        if self.cache is not None and plan.key is not None:
+            self.cache.put(plan.key, plan.stored)
+
+    def _finish(self, plan: _PairPlan) -> Judgment | RmjudgeError:
+        if plan.error is not None:
+            return plan.error
+        results = [self._order_judgment(o) for o in plan.orders]
         combined = combine([r.verdict for r in results], [r.probability_a for r in results])
         assert combined.probability_a is not None and combined.confidence is not None
         return Judgment(
@@ -194,48 +431,10 @@ class Judge:
             meta=self.meta(),
         )
 
-    def check_fits(self, pair: Pair) -> None:
-        """Raise ContextTooLongError now if ``pair`` cannot be judged (before any generation)."""
-        self._prompt_tokens(self.prompt_messages(pair))
-
-    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        tokens = self.engine.chat_tokens(messages)
-        available = self.engine.max_context()
-        if len(tokens) + VERDICT_ROOM > available:
-            raise ContextTooLongError(
-                f"the prompt is {len(tokens)} tokens, {len(tokens) + VERDICT_ROOM - available} more than "
-                f"the model's context of {available} allows: shorten the texts or use a model with a longer context",
-                needed=len(tokens) + VERDICT_ROOM,
-                available=available,
-            )
-        return tokens
-
-    def _judge_order(self, pair: Pair, order: str) -> OrderJudgment:
-        messages = self.prompt_messages(pair, order)
-        opened = _block_the_template_opens(self.template, pair)
-        # The key holds what fixes the budget (max_tokens and the model's context, with the messages)
-        # rather than the budget itself, so a cache hit needs no tokenizing at all.
-        key = cache_key(
-            {
-                "model_sha256": self.model_sha256,
-                "template": [self.template.id, self.template.sha256, getattr(self.engine, "chat_format", "gguf")],
-                "messages": messages,
-                "sampling": asdict(self.sampling),
-                "max_tokens": self.max_tokens,
-                "context": self.engine.max_context(),
-                "parser": PARSER_VERSION,
-            }
-        )
-        stored = self.cache.get(key) if self.cache is not None else None
-        cached = stored is not None
-        if stored is None:
-            tokens = self._prompt_tokens(messages)
-            # A long prompt leaves less room to reason; the verdict is forced when that runs out.
-            budget = min(self.max_tokens, self.engine.max_context() - len(tokens) - VERDICT_ROOM)
-            stored = {**self._generate(tokens, budget, opened), "tokens_in": len(tokens)}
-            if self.cache is not None:
-                self.cache.put(key, stored)
-        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning, opened=opened)
+    def _order_judgment(self, plan: _OrderPlan) -> OrderJudgment:
+        stored, order = plan.stored, plan.order
+        assert stored is not None
+        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning, opened=plan.opened)
         position_verdict = parsed.verdict or max(stored["probabilities"], key=stored["probabilities"].get)
         p_position_a = stored["probabilities"]["A"]
         verdict = position_verdict if order == "ab" else {"A": "B", "B": "A"}[position_verdict]
@@ -250,47 +449,57 @@ class Judge:
             rationale=parsed.rationale,
             tokens_in=stored["tokens_in"],
             tokens_out=stored["tokens_out"],
-            seconds=0.0 if cached else stored["seconds"],
+            seconds=0.0 if plan.cached else stored["seconds"],
             stopped_by=stored["stopped_by"],
-            cached=cached,
+            cached=plan.cached,
             completion=stored["completion"],
         )
 
-    def _generate(self, tokens: list[int], budget: int, opened: str | None) -> dict[str, Any]:
-        """Run the model on one rendered order; what is stored in the verdict cache."""
-        started = time.perf_counter()
-        text, generated, stopped_by, probabilities = "", [], "none", None
-        if budget > 0:
-            generation = self.engine.generate(
-                tokens,
-                max_tokens=budget,
-                sampling=self.sampling,
-                stop="</answer>",
-                probe="<answer>[[",
-                choices=CHOICES,
-                # A </answer> inside a quote of a response, or inside the thinking, is not the end.
-                accept_stop=functools.partial(stop_counts, reasoning=self.reasoning, opened=opened),
-            )
-            text, generated = generation.text, generation.tokens
-            stopped_by, probabilities = generation.stopped_by, generation.choice_probabilities
-        forced = parse_verdict(text, reasoning=self.reasoning, opened=opened).verdict is None
-        # No verdict (budget spent, or the model stopped without one): close the reasoning or the
-        # quote and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
-        appendix = forced_appendix(
-            text, reasoning=self.reasoning, probabilities_read=probabilities is not None, opened=opened
-        )
-        if appendix is not None:
-            probabilities = self.engine.choice_probabilities(
-                tokens + generated + self.engine.tokenize(appendix), CHOICES
-            )
-            if forced:
-                choice = max(probabilities, key=probabilities.__getitem__)
-                text += f"{appendix}{choice}]]</answer>"
-        return {
-            "completion": text,
-            "probabilities": probabilities,
-            "forced": forced,
-            "tokens_out": len(generated),
-            "stopped_by": stopped_by,
-            "seconds": time.perf_counter() - started,
-        }
+
+def judge_along(
+    items: Iterable[Item],
+    request: Callable[[Item], Request | None],
+    judge: Callable[[], Judge],
+) -> Iterator[tuple[Item, Judgment | RmjudgeError | None]]:
+    """Each item with its outcome, in input order: the items ``request`` turns into a pair go through
+    one ``judge_many`` stream; the others (None: nothing to judge) pass through in their place, None
+    as their outcome, as soon as every item before them is done (never held back waiting for input).
+
+    ``judge`` is called once, when the first item to judge comes: a run with nothing to judge loads no model.
+    """
+    source = iter(items)
+    for item in source:
+        wanted = request(item)
+        if wanted is None:
+            yield item, None
+            continue
+        rest = ((later, request(later)) for later in source)
+        yield from _judged(itertools.chain([(item, wanted)], rest), judge())
+        return
+
+
+class _PassThrough(RmjudgeError):
+    """Marks an item with nothing to judge inside a judge_many stream."""
+
+
+_PASS = _PassThrough("nothing to judge")
+
+
+def _judged(
+    requested: Iterable[tuple[Item, Request | None]], judge: Judge
+) -> Iterator[tuple[Item, Judgment | RmjudgeError | None]]:
+    items: deque[Item] = deque()
+
+    def requests() -> Iterator[Request]:
+        for item, wanted in requested:
+            items.append(item)
+            yield _PASS if wanted is None else wanted
+
+    outcomes = judge.judge_many(requests())
+    try:
+        for outcome in outcomes:
+            yield items.popleft(), None if outcome is _PASS else outcome
+    finally:
+        outcomes.close()  # the consumer stopped early (an error, --strict): the engine stops too
+
+

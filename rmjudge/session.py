@@ -8,7 +8,7 @@ The options are checked when they are made, so a bad value fails before any mode
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rmjudge.decision import DEFAULT_RULE, DEFAULT_TIE_MARGIN, check_rule, check_samples
@@ -87,29 +87,30 @@ def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Pro
     The model is pulled on first use (the download reported to ``progress``); ``warn`` hears where it
     came from when that is not where the registry said, and about a model larger than the memory available.
     """
-    from rmjudge import engine as legacy
     from rmjudge.cache import VerdictCache
+    from rmjudge.engines import build_engine
     from rmjudge.judge import Judge
-    from rmjudge.models import memory_warning, resolve_model
 
-    if options.engine.endpoints or options.engine_name not in (None, "llama"):
-        # Until the judge takes any Engine (the throughput change), only the built-in llama engine runs.
-        raise UsageError("--endpoint and --engine need the engine registry's judge, not in this build yet")
-    resolved = resolve_model(options.model, progress=progress)
-    for message in (resolved.note, memory_warning(resolved.path)):
-        if warn is not None and message:
-            warn(message)
-    engine_options = replace(options.engine, model=resolved)
+    if options.template:
+        from rmjudge.prompts import load_template
+
+        load_template(options.template)  # a broken or misspelt template costs no model load
+    engine_options = options.engine
+    if not engine_options.endpoints:
+        # A local model: pulled on first use, and said where it came from when not the registry's repository.
+        from rmjudge.models import memory_warning, resolve_model
+
+        resolved = resolve_model(options.model, progress=progress)
+        for message in (resolved.note, memory_warning(resolved.path)):
+            if warn is not None and message:
+                warn(message)
+        engine_options = replace(engine_options, model=resolved)
     cache = None if options.no_cache else VerdictCache()
-    # Switch with the throughput change: Judge(engine=build_engine(engine_options, options.engine_name), ...).
     return Judge(
-        resolved,
+        build_engine(engine_options, options.engine_name),
         template=options.template,
         max_tokens=options.max_tokens,
         order=options.order,
-        sampling=legacy.Sampling(**asdict(options.sampling)),
-        gpu_layers=engine_options.gpu_layers,
-        threads=engine_options.threads,
+        sampling=options.sampling,
         cache=cache,
-        debug=engine_options.debug,
     )

@@ -1,16 +1,17 @@
-"""Shared fixtures: the real test GGUFs, a fake engine for orchestration tests, isolated user dirs."""
+"""Shared fixtures: the real test GGUFs, a fake engine for orchestration tests (tests/fake_engine.py),
+isolated user dirs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rmjudge.engine import Generation, ModelInfo, Sampling
+from tests.fake_engine import FakeEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / ".models"
@@ -97,82 +98,9 @@ def invoke_cli(
     return subprocess.CompletedProcess(["rmjudge", *args], result.exit_code, result.stdout, result.stderr)
 
 
-class FakeEngine:
-    """An Engine that answers from a script: for orchestration tests, never for model behaviour.
-
-    Tokens are the prompt's characters (code points), so the judge's token arithmetic is real.
-    ``script(prompt_text) -> completion`` decides what the "model" writes; ``probability_a`` is what
-    the verdict position reads for Chatbot A.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        script: Callable[[str], str] | None = None,
-        probability_a: float | Callable[[str], float] = 0.75,
-        context: int = 100_000,
-        metadata: dict[str, object] | None = None,
-    ) -> None:
-        path.write_bytes(b"GGUF fake model")
-        self.info = ModelInfo(path=path, name="fake", architecture="fake", context_length=context, chat_template=None,
-                              metadata=metadata or {"general.name": "fake"})  # fmt: skip
-        self.script = script or (lambda prompt: "<type>Chat</type>\n<eval>A is better.</eval>\n<answer>[[A]]</answer>")
-        self.probability_a = probability_a
-        self.context = context
-        self.generate_calls: list[str] = []
-        self.probability_calls: list[str] = []
-
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        return [ord(c) for c in "\n".join(f"<{m['role']}>{m['content']}" for m in messages) + "\n<assistant>"]
-
-    def tokenize(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
-    def max_context(self) -> int:
-        return self.context
-
-    def versions(self) -> dict[str, str]:
-        return {"fake_engine": "1"}
-
-    def _probabilities(self, prompt: str) -> dict[str, float]:
-        p = self.probability_a(prompt) if callable(self.probability_a) else self.probability_a
-        return {"A": p, "B": 1.0 - p}
-
-    def generate(
-        self,
-        prompt: list[int],
-        *,
-        max_tokens: int,
-        sampling: Sampling,
-        stop: str,
-        probe: str,
-        choices: tuple[str, ...],
-        accept_stop: Callable[[str], bool] | None = None,
-    ) -> Generation:
-        text_prompt = "".join(map(chr, prompt))
-        self.generate_calls.append(text_prompt)
-        completion = self.script(text_prompt)[:max_tokens]
-        stopped_by = "length" if len(self.script(text_prompt)) > max_tokens else "stop"
-        probe_seen = re.search(r"<answer>\s*\[\[", completion) is not None
-        return Generation(
-            text=completion,
-            tokens=[ord(c) for c in completion],
-            prompt_tokens=len(prompt),
-            stopped_by=stopped_by,
-            choice_probabilities=self._probabilities(text_prompt) if probe_seen else None,
-            seconds=0.001,
-            evaluated_prompt_tokens=len(prompt),
-        )
-
-    def choice_probabilities(self, tokens: list[int], choices: tuple[str, ...]) -> dict[str, float]:
-        text = "".join(map(chr, tokens))
-        self.probability_calls.append(text)
-        return self._probabilities(text)
-
-
 @pytest.fixture
-def fake_engine_factory(tmp_path: Path) -> Callable[..., FakeEngine]:
-    def make(**kwargs: object) -> FakeEngine:
-        return FakeEngine(tmp_path / "fake.gguf", **kwargs)  # type: ignore[arg-type]
+def fake_engine_factory() -> Callable[..., FakeEngine]:
+    def make(**kwargs: Any) -> FakeEngine:
+        return FakeEngine(**kwargs)
 
     return make

@@ -559,4 +559,4 @@ def test_real_batch_renders_multi_turn_prompts_as_conversations(gemma_path: Path
         assert record.pair is not None and record.pair.is_multi_turn
         messages = judge.prompt_messages(record.pair)
         assert "[The Start of the Conversation between Chatbot A and the Client]" in messages[-1]["content"]
-        assert block["orders"][0]["tokens_in"] == len(judge.engine.chat_tokens(messages))
+        assert block["orders"][0]["tokens_in"] == len(judge.engine.format_prompt(messages).tokens)

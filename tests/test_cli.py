@@ -414,15 +414,19 @@ def test_open_judge_says_where_the_model_came_from_and_builds_the_judge(
     note = "rm-r1-qwen-7b: took someone/RM-R1-GGUF (900 downloads) from a hub search"
     monkeypatch.setattr(models, "resolve_model", lambda spec, progress=None: ResolvedModel(gguf, note=note))
     monkeypatch.setattr(models, "memory_warning", lambda path: f"warning: {path.name} is large")
+    from rmjudge import engines
+
+    monkeypatch.setattr(engines, "build_engine", lambda options, name=None: (options, name))
     built: list[dict[str, Any]] = []
-    monkeypatch.setattr(judge, "Judge", lambda model, **kwargs: built.append({"model": model, **kwargs}))
+    monkeypatch.setattr(judge, "Judge", lambda engine, **kwargs: built.append({"engine": engine, **kwargs}))
     heard: list[str] = []
     options = JudgeOptions(model="rm-r1-qwen-7b", max_tokens=16, order="ab", engine=EngineOptions(threads=2))
     session.open_judge(options, warn=heard.append)
     assert heard == [note, "warning: found.gguf is large"]
     (made,) = built
-    assert made["model"].path == gguf and made["max_tokens"] == 16 and made["order"] == "ab"
-    assert made["threads"] == 2 and made["cache"] is not None
+    engine_options, engine_name = made["engine"]
+    assert engine_options.model.path == gguf and engine_options.threads == 2 and engine_name is None
+    assert made["max_tokens"] == 16 and made["order"] == "ab" and made["cache"] is not None
     session.open_judge(JudgeOptions(no_cache=True), warn=heard.append)
     assert built[1]["cache"] is None
 

@@ -1,18 +1,22 @@
-"""Judge orchestration with a scripted engine: orders, forcing, confidence, cache, context."""
+"""Judge orchestration with a scripted engine: orders, forcing, confidence, cache, context, how the
+engine is built. Many pairs at once: tests/test_judge_many.py."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rmjudge.cache import VerdictCache
+from rmjudge.engines import EngineOptions
 from rmjudge.errors import ContextTooLongError, UsageError
 from rmjudge.judge import Judge
+from rmjudge.models import ResolvedModel
 from rmjudge.prompts import Pair
 
-from .conftest import FakeEngine
+from .fake_engine import FakeEngine
 
 EngineFactory = Callable[..., FakeEngine]
 PAIR = Pair(a="Paris.", b="Lyon.", question="Capital of France?")
@@ -138,14 +142,48 @@ def test_long_prompt_shrinks_the_budget_to_fit(fake_engine_factory: EngineFactor
 
 
 def test_metadata_records_what_reproduces_the_judgment(fake_engine_factory: EngineFactory) -> None:
-    engine = fake_engine_factory()
+    engine = fake_engine_factory(chat_format="gguf")
     data = Judge(engine=engine, template="instruct", max_tokens=77).judge(PAIR).to_dict()
-    assert data["model"]["file"] == "fake.gguf" and len(data["model"]["sha256"]) == 64
+    assert data["model"] == engine.identity() and data["model"]["file"] == "fake.gguf"
     assert data["template"]["id"] == "rm-r1-instruct" and len(data["template"]["sha256"]) == 64
+    assert data["template"]["chat_format"] == "gguf"  # as the engine formats prompts
     assert data["sampling"] == {"temperature": 0.0, "top_p": 1.0, "seed": 0, "max_tokens": 77}
     assert set(data["versions"]) == {"rmjudge", "fake_engine"}
     assert "completion" not in data["orders"][0]
     assert "completion" in Judge(engine=engine, template="instruct").judge(PAIR).to_dict(raw=True)["orders"][0]
+
+
+def test_the_model_identity_is_asked_once_and_only_when_needed(fake_engine_factory: EngineFactory) -> None:
+    engine = fake_engine_factory()
+    judge = Judge(engine=engine, template="instruct")
+    assert engine.identity_calls == 0  # building a judge hashes nothing
+    judge.judge(PAIR)
+    judge.judge(PAIR.swapped())
+    assert engine.identity_calls == 1
+
+
+def test_without_an_engine_the_llama_engine_is_built_on_the_model(
+    fake_engine_factory: EngineFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    built: list[tuple[EngineOptions, str | None]] = []
+
+    def build(options: EngineOptions, name: str | None = None) -> FakeEngine:
+        built.append((options, name))
+        return fake_engine_factory()
+
+    monkeypatch.setattr("rmjudge.judge.build_engine", build)
+    model = tmp_path / "judge.gguf"
+    model.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))  # a header with no tensors and no metadata
+    Judge(model=str(model), parallel=3, threads=2, template="instruct")
+    Judge(ResolvedModel(model, sha256="0" * 64), template="instruct")  # rmjudge 0.1's positional model
+    [(options, name), (positional, _)] = built
+    assert name is None and options.model is not None and options.model.path == model  # the default: llama
+    assert (options.parallel, options.threads) == (3, 2)
+    assert positional.model == ResolvedModel(model, sha256="0" * 64)
+    with pytest.raises(UsageError):
+        Judge(str(model), model=str(model))
+    judge = Judge.from_options(EngineOptions(model=ResolvedModel(model)), "llama", template="instruct", order="ab")
+    assert judge.order == "ab" and built[-1][1] == "llama"
 
 
 def test_bad_options(fake_engine_factory: EngineFactory) -> None:
@@ -159,3 +197,20 @@ def test_family_is_detected_from_the_model(fake_engine_factory: EngineFactory) -
     engine = fake_engine_factory(metadata={"general.name": "RM-R1-DeepSeek-Distilled-Qwen-7B"})
     judge = Judge(engine=engine)
     assert judge.template.family == "reasoning" and judge.max_tokens == 4096
+
+
+def test_an_answer_end_inside_a_quote_does_not_stop_generation(fake_engine_factory: EngineFactory) -> None:
+    quoting = "<eval>A wrote <quote_A>it ends with </answer> here</quote_A>.</eval>\n<answer>[[B]]</answer>"
+    engine = fake_engine_factory(script=lambda _: quoting, probability_a=0.2)
+    order = Judge(engine=engine, template="instruct", order="ab").judge(PAIR).orders[0]
+    assert order.completion == quoting and order.stopped_by == "stop"
+    assert order.verdict == "B" and not order.forced and engine.probability_calls == []
+
+
+def test_a_bad_template_is_refused_before_the_engine_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    def build(options: EngineOptions, name: str | None = None) -> FakeEngine:
+        raise AssertionError("no engine may be built for a judge with a bad template")
+
+    monkeypatch.setattr("rmjudge.judge.build_engine", build)
+    with pytest.raises(UsageError, match="no-such-template"):
+        Judge(model="any.gguf", template="no-such-template")

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rmjudge.engine import LlamaEngine, Sampling
+from rmjudge.engines.base import AnswerFormat, Job, Sampling
+from rmjudge.engines.llama import LlamaEngine
 from rmjudge.errors import ExitCode
 from rmjudge.prompts import Pair, load_template
 
@@ -25,10 +26,13 @@ def qwen_engine(qwen_path: Path) -> LlamaEngine:
     return LlamaEngine(qwen_path)
 
 
+def rm_r1_messages(pair: Pair) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in load_template("instruct").render(pair)]
+
+
 def test_qwen_prompt_tokens_are_the_chatml_rendering_of_rm_r1_messages(qwen_engine: LlamaEngine) -> None:
     pair = Pair(a="Paris.", b="Lyon.", question="What is the capital of France?")
-    messages = [{"role": m.role, "content": m.content} for m in load_template("instruct").render(pair)]
-    tokens = qwen_engine.chat_tokens(messages)
+    prompt = qwen_engine.format_prompt(rm_r1_messages(pair))
     # What RM-R1's Qwen models saw: ChatML from the GGUF's own template, special tokens as single ids.
     user = REFERENCE["RM_R1_SINGLE_TURN_INSTRUCT_USER_PROMPT"].format(
         question=pair.question, answer_a="Paris.", answer_b="Lyon."
@@ -37,31 +41,32 @@ def test_qwen_prompt_tokens_are_the_chatml_rendering_of_rm_r1_messages(qwen_engi
         f"<|im_start|>system\n{REFERENCE['RM_R1_INSTRUCT_SYSTEM_PROMPT']}<|im_end|>\n"
         f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert tokens == qwen_engine.tokenize(expected)
+    assert prompt.text == expected
+    assert list(prompt.tokens) == qwen_engine.tokenize(expected)
     im_start = qwen_engine.tokenize("<|im_start|>")
-    assert len(im_start) == 1 and tokens.count(im_start[0]) == 3
-    assert qwen_engine.chat_format == "gguf"
+    assert len(im_start) == 1 and prompt.tokens.count(im_start[0]) == 3
+    assert qwen_engine.info.chat_format == "gguf"
 
 
 def test_second_order_reuses_the_evaluated_prefix(qwen_engine: LlamaEngine) -> None:
-    template = load_template("instruct")
     pair = Pair(a="It is Paris.", b="It is Lyon.", question="What is the capital of France?")
-    first, second = (
-        qwen_engine.chat_tokens([{"role": m.role, "content": m.content} for m in template.render(p)])
-        for p in (pair, pair.swapped())
+    answer = AnswerFormat(
+        stop="</answer>",
+        probe="<answer>[[",
+        choices=("A", "B"),
+        accept_stop=lambda text: True,
+        appendix=lambda text, read: None if read else "\n\n<answer>[[",
     )
-    options = {
-        "max_tokens": 4,
-        "sampling": Sampling(),
-        "stop": "</answer>",
-        "probe": "<answer>[[",
-        "choices": ("A", "B"),
-    }
-    qwen_engine.generate(first, **options)  # type: ignore[arg-type]
-    again = qwen_engine.generate(second, **options)  # type: ignore[arg-type]
-    # Only the part after the shared system prompt and question is evaluated again.
-    assert again.evaluated_prompt_tokens < len(second) // 4
-    probabilities = qwen_engine.choice_probabilities(second + qwen_engine.tokenize("<answer>[["), ("A", "B"))
+    first, second = (
+        Job(qwen_engine.format_prompt(rm_r1_messages(shown)), 4, Sampling(), answer) for shown in (pair, pair.swapped())
+    )
+    list(qwen_engine.run([first]))
+    # A later run starts from what the context holds: only the part after the shared system prompt
+    # and question is evaluated again.
+    [(_, again)] = list(qwen_engine.run([second]))
+    assert again.evaluated_prompt_tokens < len(second.prompt.tokens) // 4
+    assert again.appendix == "\n\n<answer>[["
+    probabilities = again.choice_probabilities
     assert sum(probabilities.values()) == pytest.approx(1.0) and all(0 < p < 1 for p in probabilities.values())
 
 

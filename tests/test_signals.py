@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -62,19 +61,17 @@ def test_a_default_sigterm_is_left_alone() -> None:
 
 
 def _terminate_on_call(judge: Judge, call: int) -> None:
-    """``judge`` sends SIGTERM to this process when judging its ``call``-th pair."""
-    real = judge.judge
-    calls = 0
+    """``judge``'s (fake) engine sends SIGTERM to this process when it goes on to the ``call``-th pair
+    (every pair before it judged, in both orders, one sequence at a time)."""
+    engine = judge.engine
+    assert isinstance(engine, FakeEngine) and engine.parallel == 1
 
-    def judge_then_terminate(pair: Any, orders: Any = None) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == call:
+    def terminate(fake: FakeEngine) -> None:
+        if fake.finished == 2 * (call - 1):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler raises before this ends
-        return real(pair, orders)
 
-    judge.judge = judge_then_terminate  # type: ignore[method-assign]
+    engine.raise_when = terminate
 
 
 def test_sigterm_stops_batch_with_every_written_line_kept(

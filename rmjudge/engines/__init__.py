@@ -42,6 +42,7 @@ class EngineOptions:
     gpu_layers: int | None = None
     threads: int | None = None
     parallel: int | None = None  # sequences decoded at once (None: the engine's measured default)
+    speculative: int = 0  # prompt-lookup draft length, 0: off (the llama engine; exact at greedy decoding)
     endpoints: tuple[str, ...] = ()  # OpenAI-compatible servers (the http engine)
     concurrency: int | None = None  # requests in flight per endpoint
     api_key: str | None = field(default=None, repr=False)  # never shown: not in a repr, a log or an error
@@ -58,21 +59,23 @@ class EngineOptions:
 EngineFactory = Callable[[EngineOptions], Engine]
 
 
-def _factories() -> dict[str, EngineFactory]:
+def _entries() -> dict[str, metadata.EntryPoint]:
     entries = {entry.name: entry for entry in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     for name, value in BUILT_IN.items():
         entries.setdefault(name, metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
-    return {name: entry.load() for name, entry in entries.items()}
+    return entries
 
 
 def engine_names() -> list[str]:
-    return sorted(_factories())
+    return sorted(_entries())
 
 
 def build_engine(options: EngineOptions, name: str | None = None) -> Engine:
     """The engine ``name`` (default: ``http`` when endpoints are given, else ``llama``) built from ``options``."""
     name = name or ("http" if options.endpoints else "llama")
-    factories = _factories()
-    if name not in factories:
-        raise UsageError(f"unknown engine {name!r}: installed engines are {', '.join(sorted(factories)) or 'none'}")
-    return factories[name](options)
+    entries = _entries()
+    if name not in entries:
+        raise UsageError(f"unknown engine {name!r}: installed engines are {', '.join(sorted(entries)) or 'none'}")
+    # Only the engine asked for is imported: another engine's missing dependency or broken plugin is no concern here.
+    factory: EngineFactory = entries[name].load()
+    return factory(options)
