@@ -48,7 +48,8 @@ from rmjudge.prompts import Pair
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
-FILES = {"llmbar": "llmbar/", "hhh_alignment": "hhh/", "pandalm_test": "pandalm/", "rm_bench": "rmbench/"}  # id prefixes
+# The four files and the prefix of their ids.
+FILES = {"llmbar": "llmbar/", "hhh_alignment": "hhh/", "pandalm_test": "pandalm/", "rm_bench": "rmbench/"}
 MODEL = ROOT / ".models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 RULES = (("agreement", 0.0), ("probability", 0.0), ("probability", 0.05), ("probability", 0.1))
 

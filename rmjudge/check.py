@@ -367,7 +367,8 @@ class JudgePool:
 
             judge = Judge(
                 template=settings.template, max_tokens=settings.max_tokens, order=loaded.order,
-                sampling=loaded.sampling, cache=loaded.cache, engine=loaded.engine,
+                sampling=loaded.sampling, cache=loaded.cache, engine=loaded.engine, decide=loaded.rule,
+                tie_margin=loaded.tie_margin, samples=loaded.samples, criteria=loaded.criteria,
             )  # fmt: skip
         self._judges[settings] = judge
         return judge

@@ -183,7 +183,8 @@ def pair_result(item: LabelledPair, judgment: Judgment, seconds: float) -> PairR
         subset=item.subset,
         label=item.label,
         winner=judgment.winner,
-        confidence=judgment.confidence,
+        # The raw confidence: an eval measures the model itself, whatever calibration is stored for it.
+        confidence=judgment.confidence if judgment.confidence_raw is None else judgment.confidence_raw,
         length_a=len(item.pair.a),
         length_b=len(item.pair.b),
         seconds=0.0 if all_cached else seconds,

@@ -113,4 +113,8 @@ def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Pro
         order=options.order,
         sampling=options.sampling,
         cache=cache,
+        decide=options.rule,
+        tie_margin=options.margin,
+        samples=options.sample_count,
+        criteria=options.criteria,
     )
