@@ -146,6 +146,7 @@ def _flat_settings(block: Mapping[str, Any]) -> dict[str, Any]:
         f"{KEY}_template_sha256": template.get("sha256"),
     }
     settings.update({f"{KEY}_{name}": value for name, value in block["sampling"].items()})
+    settings.update({f"{KEY}_decision_{name}": value for name, value in block.get("decision", {}).items()})
     return settings
 
 
@@ -154,13 +155,16 @@ def flatten(block: dict[str, Any]) -> dict[str, Any]:
     if "error" in block:
         return {f"{KEY}_{name}": value for name, value in block.items()}
     flat = {f"{KEY}_{name}": block[name] for name in _FLAT_SCALARS}
+    flat.update({f"{KEY}_{name}": block[name] for name in ("confidence_raw", "calibrated") if name in block})
     orders = block["orders"]
     flat[f"{KEY}_cached"] = all(order["cached"] for order in orders)
     flat[f"{KEY}_seconds"] = sum(order["seconds"] for order in orders)
     flat[f"{KEY}_tokens_out"] = sum(order["tokens_out"] for order in orders)
     for order in orders:
-        flat[f"{KEY}_{order['order']}_verdict"] = order["verdict"]
-        flat[f"{KEY}_{order['order']}_probability_a"] = order["probability_a"]
+        # With --samples, sample i > 0 of an order is rmjudge_ab_<i>_verdict; sample 0 is rmjudge_ab_verdict.
+        name = f"{KEY}_{order['order']}" + (f"_{order['sample']}" if order.get("sample") else "")
+        flat[f"{name}_verdict"] = order["verdict"]
+        flat[f"{name}_probability_a"] = order["probability_a"]
     flat.update(_flat_settings(block))
     return flat
 
@@ -333,7 +337,9 @@ def _run_settings(judge: Judge, flat: bool) -> tuple[dict[str, Any], list[str]]:
     meta = judge.meta()
     if flat:
         return _flat_settings(meta), list(ORDERS[judge.order])
-    return {name: meta[name] for name in ("model", "template", "sampling")}, list(ORDERS[judge.order])
+    # Each order's samples in turn (one without --samples); a line of an older rmjudge records no decision.
+    orders = [order for order in ORDERS[judge.order] for _ in range(judge.samples)]
+    return {name: meta[name] for name in ("model", "template", "sampling", "decision")}, orders
 
 
 def _check_settings(path: Path, existing: _Existing, judge: Judge, *, flat: bool) -> None:

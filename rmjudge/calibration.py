@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,11 +118,20 @@ def calibrate(
     method: str = "platt",
     held_out_fraction: float = 0.3,
     seed: int = 0,
+    mirrored: bool = False,
 ) -> Calibration:
-    """Fit on part of the pairs and measure ECE before and after on the rest."""
+    """Fit on part of the pairs and measure ECE before and after on the rest.
+
+    ``mirrored``: each fitting pair also counts with its labels A and B swapped (log-odds negated,
+    label flipped), which is the same judgment of the same texts: the fit is then symmetric (P(A) at
+    x is 1 - P(A) at -x), and data whose better text is always A (prompt/chosen/rejected files) can
+    be fitted at all. The held-out ECE needs no mirror: it is the same for a pair and its mirror."""
     fit_idx, held_idx = split_held_out(len(labels), held_out_fraction, seed)
     logits = [order_logit(p) for p in orders_probabilities_a]
-    slope, intercept = fit([logits[i] for i in fit_idx], [labels[i] for i in fit_idx], method)
+    fit_logits, fit_labels = [logits[i] for i in fit_idx], [labels[i] for i in fit_idx]
+    if mirrored:
+        fit_logits, fit_labels = fit_logits + [-x for x in fit_logits], fit_labels + [1 - y for y in fit_labels]
+    slope, intercept = fit(fit_logits, fit_labels, method)
     calibration = Calibration(method, slope, intercept, model, template, pairs=len(fit_idx), held_out=len(held_idx))
     if not held_idx:
         return calibration
@@ -136,6 +145,15 @@ def calibrate(
             "ece_calibrated": expected_calibration_error(calibrated, held_labels),
         }
     )
+
+
+def key_for(meta: Mapping[str, object]) -> tuple[str, str]:
+    """(model, template) keys of a fit, from a judgment's or an eval run's ``model`` and ``template``
+    records: the engine identity's id (older records: the file's sha256) and the template's id and hash."""
+    model, template = meta["model"], meta["template"]
+    assert isinstance(model, Mapping) and isinstance(template, Mapping)
+    model_id = model.get("id") or f"sha256:{model['sha256']}"
+    return str(model_id), f"{template['id']}:{template['sha256']}"
 
 
 def _path(model: str, template: str, directory: Path | None) -> Path:

@@ -333,7 +333,12 @@ def _classify(
         status="judge",
         note="",
         baseline_name=baseline_name,
-        pair=Pair(a=decode_utf8(baseline, baseline_name), b=decode_utf8(new, path), question=settings.question),
+        pair=Pair(
+            a=decode_utf8(baseline, baseline_name),
+            b=decode_utf8(new, path),
+            question=settings.question,
+            criteria=settings.criteria,
+        ),
         settings=JudgeSettings(model=settings.model, template=settings.template, max_tokens=settings.max_tokens),
         threshold=DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold,
     )
@@ -362,7 +367,8 @@ class JudgePool:
 
             judge = Judge(
                 template=settings.template, max_tokens=settings.max_tokens, order=loaded.order,
-                sampling=loaded.sampling, cache=loaded.cache, engine=loaded.engine,
+                sampling=loaded.sampling, cache=loaded.cache, engine=loaded.engine, decide=loaded.rule,
+                tie_margin=loaded.tie_margin, samples=loaded.samples, criteria=loaded.criteria,
             )  # fmt: skip
         self._judges[settings] = judge
         return judge

@@ -5,13 +5,16 @@
 model = "rm-r1-qwen2.5-7b"          # any --model value; a relative path is relative to this file
 threshold = 0.7                     # block when the baseline wins with at least this confidence
 max_tokens = 512                    # reasoning budget per order
-question = "..."                    # what "better" means: text, or a file relative to this file
+question = "..."                    # the request the files answer: text, or a file relative to this file
+criteria = "..."                    # what "better" means: text, or a file relative to this file
 template = "instruct"               # prompt family, or a directory relative to this file
 parallel = 4                        # sequences decoded at once; endpoints = ["http://..."], concurrency = 8
+decide = "probability"              # or "agreement"; tie_margin = 0.05; samples = 3 (with a temperature)
 
 [[tool.rmjudge.check]]              # per glob; the first entry whose files match applies
 files = "docs/generated/*.md"       # or a list of globs, relative to this file's directory
 question = "Release notes a user can act on."
+criteria = "factual accuracy first, then brevity"
 max_tokens = 256
 ```
 
@@ -32,6 +35,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib  # type: ignore[no-redef]
 
+from rmjudge.decision import RULES
 from rmjudge.errors import InputError, UsageError
 from rmjudge.textio import BOM, decode_utf8, read_text
 
@@ -46,12 +50,17 @@ class Settings:
     model: str | None = None
     template: str | None = None
     question: str | None = None
+    criteria: str | None = None
     threshold: float | None = None
     max_tokens: int | None = None
     # Where and how wide the judge runs (top level only: not per glob). Endpoints: OpenAI-compatible servers.
     parallel: int | None = None
     endpoints: tuple[str, ...] | None = None
     concurrency: int | None = None
+    # How the judge decides (top level only): the rule, its tie margin, samples per order.
+    decide: str | None = None
+    tie_margin: float | None = None
+    samples: int | None = None
 
     def over(self, lower: Settings) -> Settings:
         """These settings, with the unset ones taken from ``lower``."""
@@ -137,6 +146,18 @@ def _relative_file(path: Path, value: str) -> str:
     return str(candidate.resolve()) if "\n" not in value and len(value) < 4096 and candidate.exists() else value
 
 
+def _text_or_file(path: Path, key: str, value: Any) -> str:
+    """A text setting given as the text itself, or as a file beside the configuration (its content)."""
+    text = _text(path, key, value)
+    resolved = _relative_file(path, text)
+    if resolved == text:
+        return text
+    try:
+        return read_text(resolved)
+    except InputError as error:
+        raise _fail(path, key, str(error)) from None
+
+
 def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str]) -> Settings:
     for key in table:
         if key not in allowed:
@@ -149,15 +170,9 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
         check_model_spec(values["model"], where=f"{path}: {prefix}model")
     if "template" in table:
         values["template"] = _relative_file(path, _text(path, f"{prefix}template", table["template"]))
-    if "question" in table:
-        question = _text(path, f"{prefix}question", table["question"])
-        resolved = _relative_file(path, question)
-        if resolved != question:
-            try:
-                question = read_text(resolved)
-            except InputError as error:
-                raise _fail(path, f"{prefix}question", str(error)) from None
-        values["question"] = question
+    for key in ("question", "criteria"):
+        if key in table:
+            values[key] = _text_or_file(path, f"{prefix}{key}", table[key])
     if "threshold" in table:
         threshold = table["threshold"]
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
@@ -168,7 +183,17 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise _fail(path, f"{prefix}max_tokens", f"expected a whole number, 0 or more, got {budget!r}")
         values["max_tokens"] = budget
-    for key in ("parallel", "concurrency"):
+    if "decide" in table:
+        rule = _text(path, f"{prefix}decide", table["decide"])
+        if rule not in RULES:
+            raise _fail(path, f"{prefix}decide", f"expected {' or '.join(repr(r) for r in RULES)}, got {rule!r}")
+        values["decide"] = rule
+    if "tie_margin" in table:
+        margin = table["tie_margin"]
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 0.5:
+            raise _fail(path, f"{prefix}tie_margin", f"expected a number from 0 to below 0.5, got {margin!r}")
+        values["tie_margin"] = float(margin)
+    for key in ("parallel", "concurrency", "samples"):
         if key in table:
             count = table[key]
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -184,7 +209,8 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
 
 
 SETTING_KEYS = {f.name for f in fields(Settings)}
-ENGINE_KEYS = {"parallel", "endpoints", "concurrency"}  # how the judge runs: one choice for the whole project
+# How the judge runs and decides: one choice for the whole project, not per glob.
+ENGINE_KEYS = {"parallel", "endpoints", "concurrency", "decide", "tie_margin", "samples"}
 
 
 def parse_config(path: Path, table: dict[str, Any], prefix: str) -> CheckConfig:

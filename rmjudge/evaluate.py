@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import orjson
 
+from rmjudge import calibration
 from rmjudge.errors import ContextTooLongError, InputError, UsageError
 from rmjudge.judge import Judge, Judgment, judge_along
 from rmjudge.metrics import OrderResult, PairResult, Skipped, rm_bench_styles
@@ -31,6 +32,7 @@ from rmjudge.verdict import one_line_reason
 PROTOCOLS = ("both", "official", "verdict-only")
 RESULTS_FORMAT = 1
 MAX_WARNINGS = 20  # skipped inputs reported one by one; the rest only counted
+MIN_CALIBRATION_PAIRS = 10  # a 70/30 split leaves 3 held out: fewer would measure nothing
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def check_protocol(protocol: str, max_tokens: int | None) -> None:
 def eval_mode(
     *, data: str | None, from_results: Path | None, compare: tuple[Path, Path] | None, plot: Path | None = None,
     out: Path | None = None, limit: int | None = None, maps: Sequence[str] = (), rm_bench_matrix: bool = False,
-    protocol: str = "both", max_tokens: int | None = None,
+    protocol: str = "both", max_tokens: int | None = None, calibrate: bool = False,
 ) -> str:  # fmt: skip
     """What ``rmjudge eval`` is asked to do: "judge" DATA, recompute a report "from" results, or
     "compare" two reports; a usage error when the options do not go with it."""
@@ -134,8 +136,8 @@ def eval_mode(
         raise UsageError("give one of: DATA to judge, --from RESULTS to recompute a report, --compare A B")
     judging_only = out is not None or limit is not None or bool(maps) or rm_bench_matrix
     if compare is not None:
-        if plot is not None or judging_only:
-            raise UsageError("--compare reads two reports and takes none of --plot, --out, --limit, --map")
+        if plot is not None or judging_only or calibrate:
+            raise UsageError("--compare reads two reports and takes none of --plot, --out, --limit, --map, --calibrate")
         return "compare"
     if from_results is not None:
         if judging_only:
@@ -181,7 +183,8 @@ def pair_result(item: LabelledPair, judgment: Judgment, seconds: float) -> PairR
         subset=item.subset,
         label=item.label,
         winner=judgment.winner,
-        confidence=judgment.confidence,
+        # The raw confidence: an eval measures the model itself, whatever calibration is stored for it.
+        confidence=judgment.confidence if judgment.confidence_raw is None else judgment.confidence_raw,
         length_a=len(item.pair.a),
         length_b=len(item.pair.b),
         seconds=0.0 if all_cached else seconds,
@@ -285,6 +288,53 @@ def run_eval(
             warn(f"{warned - MAX_WARNINGS} more inputs skipped (counted in the report)")
         if stream is not None:
             stream.close()
+
+
+# -- calibration: fit on some labelled pairs, score on the others --------------------------------
+
+
+def check_calibration_method(method: str) -> None:
+    if method not in calibration.METHODS:
+        raise UsageError(f"--calibration-method {method!r}: use {' or '.join(calibration.METHODS)}")
+
+
+def fit_calibration(
+    run: Mapping[str, Any], results: Sequence[PairResult], method: str = "platt"
+) -> calibration.Calibration:
+    """A calibration of the run's model and template (``run``: the report's run record) on its judged
+    pairs: fit on a seeded 70% of them, ECE before and after measured on the other 30% (never fit and
+    scored on the same pairs). The input is each pair's raw P(A better) of every order (and sample)."""
+    check_calibration_method(method)
+    if len(results) < MIN_CALIBRATION_PAIRS:
+        raise UsageError(
+            f"--calibrate needs at least {MIN_CALIBRATION_PAIRS} judged pairs (70% to fit on, 30% to test on): "
+            f"{len(results)} judged; give more labelled pairs"
+        )
+    model, template = calibration.key_for(run)
+    return calibration.calibrate(
+        [[o.probability_a for o in r.orders] for r in results],
+        [int(r.label == "A") for r in results],
+        model=model,
+        template=template,
+        method=method,
+        mirrored=True,  # which text a file calls A is arbitrary; often the better one is always A
+    )
+
+
+def calibration_summary(fitted: calibration.Calibration, path: Path | None) -> dict[str, Any]:
+    """What the eval report says about a fit (``calibration_fit``)."""
+    return {
+        "method": fitted.method,
+        "slope": fitted.slope,
+        "intercept": fitted.intercept,
+        "fit_pairs": fitted.pairs,
+        "held_out": fitted.held_out,
+        "ece_raw": fitted.ece_raw,
+        "ece_calibrated": fitted.ece_calibrated,
+        "model": fitted.model,
+        "template": fitted.template,
+        "path": None if path is None else str(path),
+    }
 
 
 # -- per-pair results as JSONL: a "run" line, then one "pair" or "skipped" line per input ----------

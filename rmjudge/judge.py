@@ -4,8 +4,11 @@
   it and check that it fits the context. A pair's own error (too long, ...) is its outcome, not the run's.
 - run: the engine works on every pending order together: ``Engine.run`` on a window of jobs, several
   per engine slot, read lazily from the input.
-- finish: parse each completion and combine the orders. A forced verdict (no answer within the
-  budget) is read by the engine itself through the answer format's appendix, batched with the rest.
+- finish: parse each completion and decide the winner from every order's reading (``rmjudge.decision``:
+  the rule, and with ``samples`` several traces per order), with the calibrated confidence where a
+  calibration of this model and template is stored (``rmjudge eval --calibrate``). A forced verdict (no
+  answer within the budget) is read by the engine itself through the answer format's appendix, batched
+  with the rest.
 
 Engines are built outside the judge (``rmjudge.engines.build_engine``); nothing here knows which one runs.
 """
@@ -16,12 +19,22 @@ import copy
 import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rmjudge import __version__
+from rmjudge import calibration as calibrations
 from rmjudge.cache import VerdictCache, cache_key
+from rmjudge.decision import (
+    DEFAULT_RULE,
+    DEFAULT_TIE_MARGIN,
+    Trace,
+    check_rule,
+    check_samples,
+    confidence_of,
+    decide,
+)
 from rmjudge.engines import AnswerFormat, Engine, EngineOptions, Job, Output, Prompt, Sampling, build_engine
 from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageError
 from rmjudge.models import ResolvedModel
@@ -30,7 +43,6 @@ from rmjudge.verdict import (
     PARSER_VERSION,
     Rationale,
     block_left_open,
-    combine,
     forced_appendix,
     parse_verdict,
     stop_counts,
@@ -61,10 +73,11 @@ Item = TypeVar("Item")
 
 @dataclass(frozen=True)
 class OrderJudgment:
-    """One order's judgment. ``verdict`` is in the user's labels; ``position_verdict`` is what the
-    model answered about the positions it saw (they differ in the ``ba`` order)."""
+    """One order's judgment (one sample of it, with ``samples``). ``verdict`` is in the user's labels;
+    ``position_verdict`` is what the model answered about the positions it saw (they differ in the ``ba`` order)."""
 
     order: str  # "ab": the user's A shown as Chatbot A; "ba": swapped
+    sample: int  # 0 to samples - 1: this order's trace with seed + sample
     verdict: str
     position_verdict: str
     probability: float  # P(verdict) at the verdict token, normalised over A and B
@@ -87,23 +100,32 @@ class OrderJudgment:
 
 @dataclass(frozen=True)
 class Judgment:
-    winner: str  # "A", "B" or "tie"
-    confidence: float
-    consistent: bool  # every order gave the same winner
-    probability_a: float
-    orders: list[OrderJudgment]
-    meta: dict[str, Any]  # model, template, sampling, versions: what reproduces this judgment
+    winner: str  # "A", "B" or "tie", by the rule in meta["decision"]
+    confidence: float  # calibrated where a calibration is stored (then ``confidence_raw`` is the raw one)
+    consistent: bool  # every order (and sample) gave the same verdict
+    probability_a: float  # the mean raw P(A better) over every order and sample
+    orders: list[OrderJudgment]  # every order's reading; with samples, each order's samples in turn
+    meta: dict[str, Any]  # model, template, sampling, decision, versions: what reproduces this judgment
+    votes: dict[str, int] = field(default_factory=dict)  # readings per verdict: {"A": 2, "B": 0}
+    confidence_raw: float | None = None  # the uncalibrated confidence; None: no calibration applied
 
     @property
     def forced(self) -> bool:
         return any(o.forced for o in self.orders)
 
+    @property
+    def calibrated(self) -> bool:
+        return self.confidence_raw is not None
+
     def to_dict(self, raw: bool = False) -> dict[str, Any]:
+        calibrated = {"confidence_raw": self.confidence_raw, "calibrated": True} if self.calibrated else {}
         return {
             "winner": self.winner,
             "confidence": self.confidence,
+            **calibrated,
             "consistent": self.consistent,
             "probability_a": self.probability_a,
+            "votes": self.votes,
             "orders": [o.to_dict(raw) for o in self.orders],
             **self.meta,
         }
@@ -111,9 +133,10 @@ class Judgment:
 
 @dataclass
 class _OrderPlan:
-    """One order of a pair on its way: a cache hit (``stored``) or a job for the engine."""
+    """One order of a pair (one sample of it) on its way: a cache hit (``stored``) or a job for the engine."""
 
     order: str
+    sample: int
     opened: str | None  # the quote block the template leaves open, where the completion starts
     key: str | None  # the verdict cache key (None without a cache)
     stored: dict[str, Any] | None  # what the cache holds for this order, once known
@@ -196,6 +219,12 @@ class Judge:
     engine is built on ``model`` (a path, an alias or hf://...; as in rmjudge 0.1, a model may also
     be given in ``engine``'s place). ``gpu_layers``, ``threads``, ``parallel`` and ``debug`` only
     apply to that built engine.
+
+    How the winner is decided: ``decide`` ("probability" or "agreement") and ``tie_margin`` (see
+    ``rmjudge.decision``); ``samples`` traces per order, with seeds ``sampling.seed + i`` (above 1 needs
+    a temperature above 0). ``criteria``: what "better" means, for every pair that brings none of its
+    own. ``calibration``: "stored" (the default) applies the fit ``rmjudge eval --calibrate`` stored
+    for this model and template, if any; None applies none; or a ``Calibration`` to apply.
     """
 
     def __init__(
@@ -212,11 +241,18 @@ class Judge:
         threads: int | None = None,
         parallel: int | None = None,
         debug: bool = False,
+        decide: str = DEFAULT_RULE,
+        tie_margin: float = DEFAULT_TIE_MARGIN,
+        samples: int = 1,
+        criteria: str | None = None,
+        calibration: calibrations.Calibration | Literal["stored"] | None = "stored",
     ) -> None:
         if order not in ORDERS:
             raise UsageError(f"--order {order!r}: use both, ab or ba")
         if max_tokens is not None and max_tokens < 0:
             raise UsageError("--max-tokens must be 0 or more (0: no reasoning, verdict from probabilities)")
+        check_rule(decide, tie_margin)
+        check_samples(samples, (sampling or Sampling()).temperature)
         # A template named here is checked before any model is read: a typo costs no load.
         named_template = load_template(template) if template else None
         if engine is None or isinstance(engine, (str, Path, ResolvedModel)):
@@ -234,6 +270,11 @@ class Judge:
         self.max_tokens = DEFAULT_MAX_TOKENS[self.template.family] if max_tokens is None else max_tokens
         self._answers: dict[str | None, AnswerFormat] = {}  # by the block the template leaves open
         self._identity: dict[str, Any] | None = None
+        self.rule = decide
+        self.tie_margin = tie_margin
+        self.samples = samples
+        self.criteria = criteria
+        self._calibration = calibration
 
     @classmethod
     def from_options(cls, options: EngineOptions, engine_name: str | None = None, **settings: Any) -> Judge:
@@ -249,6 +290,13 @@ class Judge:
     @property
     def reasoning(self) -> bool:
         return self.template.family == "reasoning"
+
+    @property
+    def calibration(self) -> calibrations.Calibration | None:
+        """The calibration applied to the confidence: the stored one is looked up once, when first needed."""
+        if self._calibration == "stored":
+            self._calibration = calibrations.load(*calibrations.key_for(self.meta()))
+        return self._calibration
 
     @property
     def model_identity(self) -> dict[str, Any]:
@@ -268,11 +316,15 @@ class Judge:
                 "chat_format": info.chat_format,
             },
             "sampling": {**asdict(self.sampling), "max_tokens": self.max_tokens},
+            "decision": {"rule": self.rule, "tie_margin": self.tie_margin, "samples": self.samples},
             "versions": {"rmjudge": __version__, **info.versions},
         }
 
     def prompt_messages(self, pair: Pair, order: str = "ab") -> list[dict[str, str]]:
-        """The exact chat messages the model sees for ``pair`` in ``order``."""
+        """The exact chat messages the model sees for ``pair`` in ``order`` (with the judge's criteria
+        when the pair brings none)."""
+        if pair.criteria is None and self.criteria is not None:
+            pair = replace(pair, criteria=self.criteria)
         return _messages(self.template, pair if order == "ab" else pair.swapped())
 
     def compare(self, question: str | None, a: str, b: str) -> Judgment:
@@ -364,25 +416,33 @@ class Judge:
         pair, orders = (request, default) if isinstance(request, Pair) else (request[0], _checked_orders(request[1]))
         opened = _block_the_template_opens(self.template, pair)
         try:
-            return _PairPlan([self._plan_order(pair, order, opened) for order in orders])
+            return _PairPlan([plan for order in orders for plan in self._plan_order(pair, order, opened)])
         except PAIR_ERRORS as error:
             return _PairPlan([], error)  # none of this pair's orders runs
 
-    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> _OrderPlan:
+    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> list[_OrderPlan]:
+        """Each sample of one order: its cache hit, or its job (the prompt formatted once for all)."""
         messages = self.prompt_messages(pair, order)
-        key = self._key(messages) if self.cache is not None else None
-        stored = self.cache.get(key) if self.cache is not None and key is not None else None
-        if stored is not None:
-            return _OrderPlan(order, opened, key, stored, cached=True, job=None)
-        prompt = self.engine.format_prompt(messages)
-        # A long prompt leaves less room to reason; the verdict is forced when that runs out.
-        budget = min(self.max_tokens, self._room(prompt))
-        if opened not in self._answers:
-            self._answers[opened] = _answer_format(self.reasoning, opened)
-        job = Job(prompt, budget, self.sampling, self._answers[opened])
-        return _OrderPlan(order, opened, key, None, cached=False, job=job)
+        plans: list[_OrderPlan] = []
+        prompt: Prompt | None = None
+        for sample in range(self.samples):
+            # Sample i draws with seed + i: its own trace, and its own cache entry.
+            sampling = replace(self.sampling, seed=self.sampling.seed + sample) if sample else self.sampling
+            key = self._key(messages, sampling) if self.cache is not None else None
+            stored = self.cache.get(key) if self.cache is not None and key is not None else None
+            if stored is not None:
+                plans.append(_OrderPlan(order, sample, opened, key, stored, cached=True, job=None))
+                continue
+            prompt = prompt or self.engine.format_prompt(messages)
+            # A long prompt leaves less room to reason; the verdict is forced when that runs out.
+            budget = min(self.max_tokens, self._room(prompt))
+            if opened not in self._answers:
+                self._answers[opened] = _answer_format(self.reasoning, opened)
+            job = Job(prompt, budget, sampling, self._answers[opened])
+            plans.append(_OrderPlan(order, sample, opened, key, None, cached=False, job=job))
+        return plans
 
-    def _key(self, messages: list[dict[str, str]]) -> str:
+    def _key(self, messages: list[dict[str, str]], sampling: Sampling) -> str:
         # The key holds what fixes the budget (max_tokens and the model's context, with the messages)
         # rather than the budget itself, so a cache hit needs no tokenizing at all.
         info = self.engine.info
@@ -391,7 +451,7 @@ class Judge:
                 "model": self.model_identity["id"],
                 "template": [self.template.id, self.template.sha256, info.chat_format],
                 "messages": messages,
-                "sampling": asdict(self.sampling),
+                "sampling": asdict(sampling),
                 "max_tokens": self.max_tokens,
                 "context": info.max_context,
                 "parser": PARSER_VERSION,
@@ -437,15 +497,20 @@ class Judge:
         if plan.error is not None:
             return plan.error
         results = [self._order_judgment(o) for o in plan.orders]
-        combined = combine([r.verdict for r in results], [r.probability_a for r in results])
-        assert combined.probability_a is not None and combined.confidence is not None
+        decision = decide([Trace(r.order, r.verdict, r.probability_a) for r in results], self.rule, self.tie_margin)
+        confidence, raw = decision.confidence, None
+        if self.calibration is not None:
+            calibrated_a = self.calibration.probability_a([r.probability_a for r in results])
+            confidence, raw = confidence_of(decision.winner, calibrated_a), confidence
         return Judgment(
-            winner=combined.winner,
-            confidence=combined.confidence,
-            consistent=combined.consistent,
-            probability_a=combined.probability_a,
+            winner=decision.winner,
+            confidence=confidence,
+            consistent=decision.consistent,
+            probability_a=decision.probability_a,
             orders=results,
             meta=self.meta(),
+            votes=decision.votes,
+            confidence_raw=raw,
         )
 
     def _order_judgment(self, plan: _OrderPlan) -> OrderJudgment:
@@ -458,6 +523,7 @@ class Judge:
         probability_a = p_position_a if order == "ab" else 1.0 - p_position_a
         return OrderJudgment(
             order=order,
+            sample=plan.sample,
             verdict=verdict,
             position_verdict=position_verdict,
             probability=probability_a if verdict == "A" else 1.0 - probability_a,

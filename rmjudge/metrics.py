@@ -396,6 +396,18 @@ def _estimate_row(metric: str, estimate: dict[str, Any] | None) -> Row | None:
     return Row(metric, estimate.get("value"), "rate", estimate.get("low"), estimate.get("high"), estimate.get("n"))
 
 
+def _calibration_fit_rows(report: dict[str, Any]) -> list[Row]:
+    """eval --calibrate: the error on the held-out pairs, before and after the fit (none without one)."""
+    fit = report.get("calibration_fit")
+    if not isinstance(fit, dict):
+        return []
+    held_out = fit.get("held_out")
+    return [
+        Row("calibration:held_out_ece_raw", fit.get("ece_raw"), "rate", n=held_out),
+        Row("calibration:held_out_ece_calibrated", fit.get("ece_calibrated"), "rate", n=held_out),
+    ]
+
+
 def report_rows(report: dict[str, Any]) -> list[Row]:
     """The report's numbers in reading order, each with a stable name (``accuracy``, ``subset:X``…)."""
     candidates: list[Row | None] = [
@@ -422,6 +434,7 @@ def report_rows(report: dict[str, Any]) -> list[Row]:
         Row("length:label_prefers_longer", bias.get("label_prefers_longer"), "rate", n=bias.get("n")),
         Row("length:bias", bias.get("bias"), "rate", n=bias.get("n")),
         Row("calibration:ece", _get(report, "calibration", "ece"), "rate", n=_get(report, "calibration", "n")),
+        *_calibration_fit_rows(report),
         Row("tokens:prompt_per_judgment", _get(report, "tokens", "prompt_per_judgment"), "number"),
         Row("tokens:generated_per_judgment", _get(report, "tokens", "generated_per_judgment"), "number"),
         Row("speed:pairs_per_minute", _get(report, "speed", "pairs_per_minute"), "number"),

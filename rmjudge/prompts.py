@@ -6,6 +6,12 @@ Two families:
 - ``instruct`` (RM-R1 Qwen2.5-Instruct): a system message with the rubric instructions, then the user turn;
 - ``reasoning`` (RM-R1 DeepSeek-R1-Distill-Qwen): a single user turn, the model thinks in ``<think>``.
 Each family has a single-turn and a multi-turn (conversation) user template.
+
+Criteria (what "better" means for one comparison, ``Pair.criteria``) enter the prompt in one way
+only, so the template bytes stay RM-R1's: the client question (the default question when there is
+none; in a conversation, the user's last turn) is followed by a blank line and
+``Judge the responses by these criteria: <criteria>``. Being part of the rendered messages, they are
+part of the verdict cache key.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +37,8 @@ DEFAULT_QUESTION = (
     "Write the better response: accurate, complete, clear and useful to the reader. "
     "Judge which of the two texts below does this better."
 )
+# What introduces the criteria after the client question (see the module docstring).
+CRITERIA_LEAD = "Judge the responses by these criteria:"
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,10 @@ class Pair:
     b: str
     question: str | None = None
     conversation: tuple[Message, ...] = ()
+    criteria: str | None = None  # what "better" means here, e.g. "factual accuracy first, then brevity"
 
     def swapped(self) -> Pair:
-        return Pair(a=self.b, b=self.a, question=self.question, conversation=self.conversation)
+        return Pair(a=self.b, b=self.a, question=self.question, conversation=self.conversation, criteria=self.criteria)
 
     @property
     def is_multi_turn(self) -> bool:
@@ -89,6 +98,7 @@ class PromptTemplate:
 
     def _render(self, pair: Pair) -> list[Message]:
         env = _environment(self.directory)
+        pair = with_criteria_asked(pair)
         if pair.is_multi_turn:
             earlier = list(pair.conversation)
             user = env.get_template("multi_turn.j2").render(
@@ -106,6 +116,23 @@ class PromptTemplate:
         if self.has_system:
             messages.insert(0, Message("system", env.get_template("system.j2").render()))
         return messages
+
+
+def with_criteria_asked(pair: Pair) -> Pair:
+    """``pair`` with its criteria written into its client question (see the module docstring), no
+    criteria left over; the pair itself when it has none."""
+    criteria = (pair.criteria or "").strip()
+    if not criteria:
+        return replace(pair, criteria=None)
+    ask = f"\n\n{CRITERIA_LEAD} {criteria}"
+    if pair.is_multi_turn or pair.conversation:
+        turns = list(pair.conversation)
+        users = [i for i, turn in enumerate(turns) if turn.role == "user"]
+        last = users[-1] if users else len(turns) - 1
+        turns[last] = Message(turns[last].role, turns[last].content + ask)
+        return replace(pair, conversation=tuple(turns), criteria=None)
+    question = DEFAULT_QUESTION if pair.question is None else pair.question
+    return replace(pair, question=question + ask, criteria=None)
 
 
 # -- the user's own templates: confined to their directory, errors named by file and line --------

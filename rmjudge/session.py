@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from rmjudge.decision import DEFAULT_RULE, DEFAULT_TIE_MARGIN, check_rule, check_samples
 from rmjudge.engines import EngineOptions, Sampling
 from rmjudge.errors import UsageError
 
@@ -24,7 +25,8 @@ Warn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    """What a judge is made of: the model and prompt, the budget and orders, sampling, the engine."""
+    """What a judge is made of: the model and prompt, the budget and orders, sampling, the engine, and
+    how it decides."""
 
     model: str | None = None  # an alias, hf://..., or a .gguf path; None: RMJUDGE_MODEL, else the default
     template: str | None = None  # a prompt family or a template directory; None: from the model
@@ -34,6 +36,11 @@ class JudgeOptions:
     engine: EngineOptions = field(default_factory=EngineOptions)  # its ``model`` is set by open_judge
     engine_name: str | None = None  # an engine registered under this name; None: http with endpoints, else llama
     no_cache: bool = False
+    # How the winner is decided (rmjudge.decision); None: not given (a configuration's, else the default).
+    decide: str | None = None
+    tie_margin: float | None = None
+    samples: int | None = None  # reasoning traces per order (above 1 needs a temperature above 0)
+    criteria: str | None = None  # what "better" means, for every pair that brings none of its own
 
     def __post_init__(self) -> None:
         from rmjudge.judge import ORDERS
@@ -42,6 +49,20 @@ class JudgeOptions:
             raise UsageError(f"--order {self.order!r}: use both, ab or ba")
         if self.max_tokens is not None and self.max_tokens < 0:
             raise UsageError("--max-tokens must be 0 or more (0: no reasoning, verdict from probabilities)")
+        check_rule(self.rule, self.margin)
+        check_samples(self.sample_count, self.sampling.temperature)
+
+    @property
+    def rule(self) -> str:
+        return DEFAULT_RULE if self.decide is None else self.decide
+
+    @property
+    def margin(self) -> float:
+        return DEFAULT_TIE_MARGIN if self.tie_margin is None else self.tie_margin
+
+    @property
+    def sample_count(self) -> int:
+        return 1 if self.samples is None else self.samples
 
     def over(self, settings: Settings) -> JudgeOptions:
         """These options, with the engine settings they leave unset taken from a configuration file's."""
@@ -51,7 +72,13 @@ class JudgeOptions:
             endpoints=self.engine.endpoints or tuple(settings.endpoints or ()),
             concurrency=self.engine.concurrency if self.engine.concurrency is not None else settings.concurrency,
         )
-        return replace(self, engine=engine)
+        return replace(
+            self,
+            engine=engine,
+            decide=self.decide if self.decide is not None else settings.decide,
+            tie_margin=self.tie_margin if self.tie_margin is not None else settings.tie_margin,
+            samples=self.samples if self.samples is not None else settings.samples,
+        )
 
 
 def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Progress | None = None) -> Judge:
@@ -86,4 +113,8 @@ def open_judge(options: JudgeOptions, *, warn: Warn | None = None, progress: Pro
         order=options.order,
         sampling=options.sampling,
         cache=cache,
+        decide=options.rule,
+        tie_margin=options.margin,
+        samples=options.sample_count,
+        criteria=options.criteria,
     )

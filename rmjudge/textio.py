@@ -93,8 +93,42 @@ def read_question(
     """``--question``: an existing file's content, else the text itself. None (the default question)
     when there is none or it is empty; ``warn`` says so. A value that looks like a file name but names
     no file is refused: it is more likely a typo than the question."""
+    return _text_or_file(
+        value, ("--question", "the question", "ask it as the question itself, add a space or end it with '?'"),
+        "judging with the default task statement", warn, stdin_used,
+    )  # fmt: skip
+
+
+def read_criteria(
+    value: str | None, warn: Callable[[str], None] | None = None, stdin_used: list[bool] | None = None
+) -> str | None:
+    """``--criteria``: as ``read_question`` reads ``--question``; None: no criteria."""
+    return _text_or_file(
+        value, ("--criteria", "the criteria text", "give them as text, add a space"), "judging without criteria",
+        warn, stdin_used,
+    )  # fmt: skip
+
+
+def _text_or_file(
+    value: str | None,
+    names: tuple[str, str, str],  # the option, what it holds, how to give a file-like name as text
+    when_empty: str,
+    warn: Callable[[str], None] | None,
+    stdin_used: list[bool] | None,
+) -> str | None:
     if value is None:
         return None
+    option, what, as_text = names
+    from_file = value == "-" or (len(value) < 4096 and "\n" not in value and Path(value).is_file())
+    if not from_file and _looks_like_a_file_name(value):
+        raise InputError(f"{option} {value}: no such file (to {as_text})")
+    text = read_text(value, stdin_used) if from_file else value
+    if text.strip():
+        return text
+    if warn is not None:
+        where = f" in {'standard input' if value == '-' else value}" if from_file else ""
+        warn(f"{what}{where} is empty: {when_empty}")
+    return None
     from_file = value == "-" or (len(value) < 4096 and "\n" not in value and Path(value).is_file())
     if not from_file and _looks_like_a_file_name(value):
         raise InputError(

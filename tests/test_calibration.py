@@ -72,3 +72,15 @@ def test_round_trip_is_keyed_by_model_and_template(tmp_path) -> None:
     path.write_text("{not json", encoding="utf-8")
     assert cal.load("sha256:abc", "rm-r1-instruct:1", tmp_path) is None
     assert fitted.probability_a([0.9, 0.9]) < 0.9  # an overconfident judge is pulled towards 0.5
+
+
+def test_a_mirrored_fit_takes_data_whose_better_text_is_always_a() -> None:
+    probabilities, labels = _overconfident(600)
+    # As prompt/chosen/rejected files give it: the better text is always A (swap the pairs labelled B).
+    as_chosen = [p if y == 1 else [1 - q for q in p] for p, y in zip(probabilities, labels, strict=True)]
+    with pytest.raises(UsageError, match="both outcomes"):
+        cal.calibrate(as_chosen, [1] * 600, model="m", template="t")
+    fitted = cal.calibrate(as_chosen, [1] * 600, model="m", template="t", mirrored=True)
+    assert fitted.slope == pytest.approx(0.25, abs=0.08) and fitted.intercept == pytest.approx(0.0, abs=1e-3)
+    assert fitted.probability_a([0.8, 0.7]) == pytest.approx(1 - fitted.probability_a([0.2, 0.3]))
+    assert fitted.ece_calibrated is not None and fitted.ece_raw is not None and fitted.ece_calibrated < fitted.ece_raw

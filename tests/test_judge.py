@@ -112,7 +112,8 @@ def test_verdict_without_a_probability_reading_is_asked_again(fake_engine_factor
 
 def test_cache_serves_repeats_and_swapped_pairs(fake_engine_factory: EngineFactory, tmp_path: Path) -> None:
     engine = fake_engine_factory(script=prefers("Paris"))
-    judge = Judge(engine=engine, template="instruct", cache=VerdictCache(tmp_path / "v.sqlite3"))
+    # The scripted verdicts agree while the fixed P(Chatbot A) of 0.75 cancels out over the orders: agreement decides.
+    judge = Judge(engine=engine, template="instruct", cache=VerdictCache(tmp_path / "v.sqlite3"), decide="agreement")
     first = judge.judge(PAIR)
     again = judge.judge(PAIR)
     assert len(engine.generate_calls) == 2

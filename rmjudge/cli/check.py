@@ -85,7 +85,7 @@ def check(
     settings = load_config(config)
     overrides = Settings(
         model=judge.model, template=judge.template, question=read_question(question, console.warn),
-        threshold=threshold, max_tokens=judge.max_tokens,
+        criteria=judge.criteria, threshold=threshold, max_tokens=judge.max_tokens,
     )  # fmt: skip
     items = checking.plan_check(
         files or [], against=against, reference=reference, config=settings, overrides=overrides,

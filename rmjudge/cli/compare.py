@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -44,7 +45,7 @@ def compare(
 
     if expect is not None and expect not in ("A", "B"):
         raise UsageError("--expect takes A or B")
-    pair = comparing.read_pair(a, b, question, warn=console.warn)
+    pair = replace(comparing.read_pair(a, b, question, warn=console.warn), criteria=judge.criteria)
     if show_prompt:
         console.print_json(comparing.show_prompt(pair, model=judge.model, template=judge.template, order=judge.order))
         return None

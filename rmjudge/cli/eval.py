@@ -14,6 +14,8 @@ from rmjudge.session import JudgeOptions
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from rmjudge.evaluate import StoredResults
+
 
 @command
 @judge_options(order=False)
@@ -53,6 +55,20 @@ def eval_command(
         Path | None,
         typer.Option("--plot", help="Write a figure (.png, .svg, .pdf): accuracy per subset, calibration curve."),
     ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Fit the model's confidence to how often it is right (on 70% of the pairs; ECE before and after "
+            "on the other 30%) and store the fit: compare, batch and check then report the calibrated confidence.",
+        ),
+    ] = False,
+    calibration_method: Annotated[
+        str,
+        typer.Option(
+            "--calibration-method", help="platt (default: slope and offset) or temperature (a slope only)."
+        ),
+    ] = "platt",
     *,
     judge: JudgeOptions,
     json_output: Annotated[
@@ -70,7 +86,9 @@ def eval_command(
     mode = evaluating.eval_mode(
         data=data, from_results=from_results, compare=compare_files, plot=plot, out=out, limit=limit,
         maps=maps or (), rm_bench_matrix=full_rm_bench, protocol=protocol, max_tokens=judge.max_tokens,
+        calibrate=calibrate,
     )  # fmt: skip
+    evaluating.check_calibration_method(calibration_method)
     as_json = console.wants_json(json_output)
     if mode == "compare":
         assert compare_files is not None
@@ -85,10 +103,12 @@ def eval_command(
     if mode == "from":
         assert from_results is not None
         stored = evaluating.read_results(from_results)
-        built = metrics.build_report(stored.results, stored.skipped, stored.run)
     else:
         assert data is not None
-        built = _judged(data, judge, protocol=protocol, limit=limit, maps=maps, full_rm_bench=full_rm_bench, out=out)
+        stored = _judged(data, judge, protocol=protocol, limit=limit, maps=maps, full_rm_bench=full_rm_bench, out=out)
+    built = metrics.build_report(stored.results, stored.skipped, stored.run)
+    if calibrate:
+        built["calibration_fit"] = _calibrated(stored, calibration_method)
     _show(built, lambda: report.report_view(built), as_json)
     if plot is not None:
         from rmjudge.render.plot import plot_report
@@ -106,6 +126,18 @@ def _show(data: dict[str, Any], view: Callable[[], Any], as_json: bool) -> None:
         console.stdout.print(view())
 
 
+def _calibrated(stored: StoredResults, method: str) -> dict[str, Any]:
+    """Fit and store a calibration on the run's pairs; what the report says about it."""
+    from rmjudge import calibration
+    from rmjudge import evaluate as evaluating
+    from rmjudge.render import console
+
+    fitted = evaluating.fit_calibration(stored.run, stored.results, method)
+    path = calibration.save(fitted)
+    console.print_line(f"stored the calibration in {path}", console=console.stderr)
+    return evaluating.calibration_summary(fitted, path)
+
+
 def _judged(
     data: str,
     options: JudgeOptions,
@@ -115,10 +147,9 @@ def _judged(
     maps: Sequence[str] | None,
     full_rm_bench: bool,
     out: Path | None,
-) -> dict[str, Any]:
-    """The report of judging DATA's labelled pairs under ``protocol``."""
+) -> StoredResults:
+    """The results of judging DATA's labelled pairs under ``protocol``."""
     from rmjudge import evaluate as evaluating
-    from rmjudge import metrics
     from rmjudge.records import parse_maps
     from rmjudge.render import console
     from rmjudge.render.progress import progress_bar
@@ -130,4 +161,4 @@ def _judged(
     results, skipped = evaluating.run_eval(
         judge, items, protocol=protocol, seed=seed, run=info, out=out, warn=console.warn, progress=progress_bar()
     )
-    return metrics.build_report(results, skipped, info)
+    return evaluating.StoredResults(info, results, skipped)

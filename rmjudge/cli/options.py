@@ -21,6 +21,7 @@ import typer
 from rmjudge.cli.command import Body, DebugOption, parameters_of, present_as
 from rmjudge.engines import EngineOptions, Sampling
 from rmjudge.session import JudgeOptions
+from rmjudge.textio import read_criteria
 
 if TYPE_CHECKING:
     from rmjudge.judge import Judge
@@ -54,6 +55,34 @@ TemperatureOption = Annotated[float, _judge("--temperature", help="0 (default) d
 TopPOption = Annotated[float, _judge("--top-p", help="Nucleus sampling, with --temperature above 0.")]
 SeedOption = Annotated[
     int, _judge("--seed", help="Seeds the sampling (recorded in the output) and eval's official-protocol coin.")
+]
+DecideOption = Annotated[
+    str | None,
+    _judge(
+        "--decide", metavar="RULE",
+        help="How the winner is decided. probability (default): the mean P(A better) over both orders (and "
+        "samples); a tie only within --tie-margin of 50%. agreement: both orders must agree, else a tie.",
+    ),
+]  # fmt: skip
+TieMarginOption = Annotated[
+    float | None,
+    _judge("--tie-margin", help="With --decide probability: a tie when P(A better) is within this of 0.5. Default 0."),
+]
+SamplesOption = Annotated[
+    int | None,
+    _judge(
+        "--samples", metavar="K",
+        help="Reasoning traces per order (default 1), each with its own seed (--seed + i); the winner is decided "
+        "from all of them. Above 1 needs --temperature above 0.",
+    ),
+]  # fmt: skip
+CriteriaOption = Annotated[
+    str | None,
+    _judge(
+        "--criteria",
+        help="What 'better' means here (text, or a file), e.g. 'factual accuracy first, then brevity'; added "
+        "to the question.",
+    ),
 ]
 GpuLayersOption = Annotated[
     int | None,
@@ -105,6 +134,10 @@ _SHARED: tuple[tuple[str, Any, Any], ...] = (
     ("temperature", TemperatureOption, 0.0),
     ("top_p", TopPOption, 1.0),
     ("seed", SeedOption, 0),
+    ("criteria", CriteriaOption, None),
+    ("decide", DecideOption, None),
+    ("tie_margin", TieMarginOption, None),
+    ("samples", SamplesOption, None),
     ("gpu_layers", GpuLayersOption, None),
     ("threads", ThreadsOption, None),
     ("parallel", ParallelOption, None),
@@ -124,6 +157,8 @@ def _endpoints(given: list[str] | None) -> tuple[str, ...]:
 
 def build_judge_options(values: dict[str, Any]) -> JudgeOptions:
     """The ``JudgeOptions`` of the shared options' values (by parameter name)."""
+    from rmjudge.render.console import warn
+
     return JudgeOptions(
         model=values["model"],
         template=values["template"],
@@ -141,6 +176,10 @@ def build_judge_options(values: dict[str, Any]) -> JudgeOptions:
         ),
         engine_name=values["engine"],
         no_cache=values["no_cache"],
+        decide=values["decide"],
+        tie_margin=values["tie_margin"],
+        samples=values["samples"],
+        criteria=read_criteria(values["criteria"], warn),
     )
 
 

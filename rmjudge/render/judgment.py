@@ -28,7 +28,7 @@ def _order_name(order: str) -> str:
     return "A, B" if order == "ab" else "B, A"
 
 
-def _order_line(order: OrderJudgment) -> str:
+def _order_line(order: OrderJudgment, numbered: bool = False) -> str:
     notes = [f"{order.tokens_out} tokens", "cached" if order.cached else f"{order.seconds:.1f}s"]
     if order.forced:
         why = {"length": "budget spent", "none": "no reasoning (budget 0)"}.get(
@@ -36,18 +36,41 @@ def _order_line(order: OrderJudgment) -> str:
         )
         notes.append(f"[yellow]forced: {why}[/]")
     verdict = f"[bold]{order.verdict}[/] ({percent(order.probability)})"
-    return f"order {_order_name(order.order)}: {verdict} · " + " · ".join(notes)
+    sample = f" sample {order.sample + 1}" if numbered else ""
+    return f"order {_order_name(order.order)}{sample}: {verdict} · " + " · ".join(notes)
+
+
+def _rule(judgment: Judgment) -> str:
+    return str(judgment.meta.get("decision", {}).get("rule", "agreement"))
+
+
+def _agreement(judgment: Judgment) -> str:
+    readings = len(judgment.orders)
+    if readings == 1:
+        return "one order"
+    if judgment.consistent:
+        return "both orders agree" if readings == 2 else f"all {readings} readings agree"
+    votes = " to ".join(f"{judgment.votes.get(side, 0)} {side}" for side in ("A", "B"))
+    if _rule(judgment) == "agreement":
+        return f"each order's majority agrees ({votes})"
+    return f"the readings disagree ({votes}): decided by the mean P(A better)"
+
+
+def _confidence(judgment: Judgment) -> str:
+    raw = f" (raw {percent(judgment.confidence_raw)}, calibrated)" if judgment.confidence_raw is not None else ""
+    return f"confidence {percent(judgment.confidence)}{raw}"
 
 
 def _headline(judgment: Judgment) -> Text:
     if judgment.winner == "tie":
-        return Text.from_markup(
-            f"[bold yellow]Tie[/]: the orders disagree · P(A better) {percent(judgment.probability_a)}"
-        )
+        if _rule(judgment) == "agreement":
+            why = "the orders disagree"
+        else:
+            why = "the orders disagree and cancel out" if not judgment.consistent else "within the tie margin of 50%"
+        return Text.from_markup(f"[bold yellow]Tie[/]: {why} · P(A better) {percent(judgment.probability_a)}")
     colour = "green" if judgment.winner == "A" else "cyan"
-    agreement = "both orders agree" if len(judgment.orders) > 1 else "one order"
     return Text.from_markup(
-        f"[bold {colour}]Winner: {judgment.winner}[/]  confidence {percent(judgment.confidence)} · {agreement}"
+        f"[bold {colour}]Winner: {judgment.winner}[/]  {_confidence(judgment)} · {_agreement(judgment)}"
     )
 
 
@@ -58,7 +81,9 @@ def _section_title(title: str, order: str) -> Text:
 
 def judgment_panel(judgment: Judgment) -> Panel:
     """The verdict, then the reasons, with every "Chatbot A/B" in the user's labels (text A, text B)."""
-    parts: list[Any] = [_headline(judgment), Text.from_markup("\n".join(_order_line(o) for o in judgment.orders))]
+    numbered = judgment.meta.get("decision", {}).get("samples", 1) > 1
+    lines = "\n".join(_order_line(o, numbered) for o in judgment.orders)
+    parts: list[Any] = [_headline(judgment), Text.from_markup(lines)]
     first = judgment.orders[0]
     sections = [
         ("Task", first.rationale.task_type, first.order),
@@ -66,7 +91,8 @@ def judgment_panel(judgment: Judgment) -> Panel:
         ("Why this rubric", first.rationale.justification, first.order),
         ("Own solution", first.rationale.solution, first.order),
     ]
-    for order in judgment.orders:  # each order's evaluation: where they disagree, both sides show
+    # Each order's evaluation (its first sample's): where they disagree, both sides show.
+    for order in (o for o in judgment.orders if o.sample == 0):
         sections.append(("Evaluation", order.rationale.evaluation, order.order))
         sections.append(("Thinking", order.rationale.thinking, order.order))
     for title, body, order_name in sections:

@@ -49,6 +49,20 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"{number(speed['model_minutes'], 2)} model minutes",
         ),
         ("Cache", f"{_pct(speed['cache_hit_rate'])} of order-judgments served from the verdict cache"),
+        *_calibration_fit_rows(report.get("calibration_fit")),
+    ]
+
+
+def _calibration_fit_rows(fit: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """``eval --calibrate``: the fit's error before and after, on the pairs it was not fitted on."""
+    if not fit:
+        return []
+    return [
+        (
+            f"Calibrated ({fit['method']})",
+            f"ECE {number(fit['ece_raw'], 3)} raw, {number(fit['ece_calibrated'], 3)} calibrated, on "
+            f"{fit['held_out']} held-out pairs (fitted on {fit['fit_pairs']}); stored for compare, batch, check",
+        )
     ]
 
 
