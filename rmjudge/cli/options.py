@@ -92,6 +92,14 @@ ThreadsOption = Annotated[int | None, _judge("--threads", help="CPU threads (def
 ParallelOption = Annotated[
     int | None, _judge("--parallel", help="Sequences decoded at once (default: what the engine measured best here).")
 ]
+SpeculativeOption = Annotated[
+    int,
+    _judge(
+        "--speculative", metavar="N",
+        help="Prompt-lookup speculative decoding: draft up to N tokens copied from the prompt (exact at greedy); "
+        "0 off (the default: on a CPU it does not pay).",
+    ),
+]
 EndpointOption = Annotated[
     list[str] | None,
     _judge(
@@ -141,6 +149,7 @@ _SHARED: tuple[tuple[str, Any, Any], ...] = (
     ("gpu_layers", GpuLayersOption, None),
     ("threads", ThreadsOption, None),
     ("parallel", ParallelOption, None),
+    ("speculative", SpeculativeOption, 0),
     ("endpoints", EndpointOption, None),
     ("concurrency", ConcurrencyOption, None),
     ("api_key", ApiKeyOption, None),
@@ -169,6 +178,7 @@ def build_judge_options(values: dict[str, Any]) -> JudgeOptions:
             gpu_layers=values["gpu_layers"],
             threads=values["threads"],
             parallel=values["parallel"],
+            speculative=values["speculative"],
             endpoints=_endpoints(values["endpoints"]),
             concurrency=values["concurrency"],
             api_key=values["api_key"],
