@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The HTTP engine against the in-process engine on the same GGUF, and one endpoint against two.
 
-    python bench/bench_http.py [--model .models/gemma-3-270m-q4_k_m.gguf] [--pairs 6] [--max-tokens 32]
+    python bench/bench_http.py [--model .models/gemma-3-270m-q4_k_m.gguf] [--pairs 4] [--max-tokens 16]
 
 1. Seconds per pair (both orders, greedy): in-process, then through one llama-cpp-python server on
    127.0.0.1 with as many threads; the ratio is the cost of HTTP, JSON and the server's own loop.
 2. Pairs per minute with one endpoint against two, each server with half the cores (one machine
    stands in for two: each endpoint gets its own core, as each would get its own GPU).
+3. The engine's own cost per order, against a scripted server (tests/fakeserver.py) that answers at
+   once: what rmjudge adds to any server (HTTP, JSON, threads), apart from the server's own work.
 
 Prints figures (one run, ratios); asserts nothing. Starts and always stops its servers.
 """
@@ -50,12 +52,32 @@ def timed_run(engine: HttpEngine, jobs: list[Job]) -> float:
     return time.perf_counter() - started
 
 
+def client_overhead(orders: int = 200) -> float:
+    """Milliseconds per order (a 47-token completion with 20 log-probabilities per token) on a scripted server."""
+    from tests.fakeserver import FakeServer
+    from tests.test_http_faults import ANSWER as FAKE_ANSWER
+    from tests.test_http_faults import MESSAGES
+
+    server = FakeServer(dialect="vllm")
+    try:
+        engine = HttpEngine([server.url], policy=POLICY, concurrency=8)
+        prompt = engine.format_prompt(MESSAGES)
+        jobs = [Job(prompt=prompt, max_tokens=200, sampling=Sampling(), answer=FAKE_ANSWER)] * orders
+        return 1000 * timed_run(engine, jobs) / orders
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / ".models/gemma-3-270m-q4_k_m.gguf")
-    parser.add_argument("--pairs", type=int, default=6)
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--overhead-only", action="store_true", help="only part 3 (no model, seconds)")
     args = parser.parse_args()
+    print(f"engine overhead: {client_overhead():.1f} ms per order (scripted server, 8 in flight)")
+    if args.overhead_only:
+        return
     threads = cores()
     pairs = real_pairs(args.pairs)
     chats = [messages(order) for pair in pairs for order in (pair, pair.swapped())]
