@@ -210,7 +210,7 @@ REAL_PAIRS = [
 @pytest.mark.model
 def test_real_rules_decide_from_the_same_readings(gemma_path: Path, tmp_path: Path) -> None:
     cache = VerdictCache(tmp_path / "v.sqlite3")
-    judge = Judge(model=str(gemma_path), template="instruct", max_tokens=0, cache=cache, decide="agreement", parallel=1)
+    judge = Judge(model=str(gemma_path), template="instruct", max_tokens=0, cache=cache, decide="agreement")
     agreement = [j for j in judge.judge_many(REAL_PAIRS) if isinstance(j, Judgment)]
     by_mean = Judge(judge.engine, template="instruct", max_tokens=0, cache=cache, decide="probability")
     probability = [j for j in by_mean.judge_many(REAL_PAIRS) if isinstance(j, Judgment)]
@@ -218,7 +218,7 @@ def test_real_rules_decide_from_the_same_readings(gemma_path: Path, tmp_path: Pa
     for kept, decided in zip(agreement, probability, strict=True):
         assert all(o.cached for o in decided.orders)  # re-deciding generates nothing
         readings = [Trace(o.order, o.verdict, o.probability_a) for o in kept.orders]
-        assert [(o.verdict, o.probability_a) for o in decided.orders] == [(t.verdict, t.probability_a) for t in readings]
+        assert [Trace(o.order, o.verdict, o.probability_a) for o in decided.orders] == readings
         assert kept.winner == decide(readings, "agreement").winner
         assert decided.winner == decide(readings, "probability").winner
         assert decided.winner == ("A" if decided.probability_a > 0.5 else "B")

@@ -56,7 +56,8 @@ def paris_mostly(prompt: str) -> Reply:
     seed = int(re.findall(r"<seed (\d+)>", prompt)[-1])
     paris_first = "Paris" in first
     choice = ("A" if paris_first else "B") if seed != 12 or not paris_first else "B"
-    return Reply(f"<eval>seed {seed}</eval>\n<answer>[[{choice}]]</answer>", probability_a=0.8 if choice == "A" else 0.2)
+    probability_a = 0.8 if choice == "A" else 0.2
+    return Reply(f"<eval>seed {seed}</eval>\n<answer>[[{choice}]]</answer>", probability_a=probability_a)
 
 
 @pytest.fixture
