@@ -9,7 +9,9 @@ question = "..."                    # the request the files answer: text, or a f
 criteria = "..."                    # what "better" means: text, or a file relative to this file
 template = "instruct"               # prompt family, or a directory relative to this file
 parallel = 4                        # sequences decoded at once; endpoints = ["http://..."], concurrency = 8
-decide = "probability"              # or "agreement"; tie_margin = 0.05; samples = 3 (with a temperature)
+decide = "probability"              # or "agreement"; tie_margin = 0.05
+samples = 3                         # reasoning traces per order, sampled at this temperature:
+temperature = 0.7                   # (both top level only; the command line's --temperature wins)
 
 [[tool.rmjudge.check]]              # per glob; the first entry whose files match applies
 files = "docs/generated/*.md"       # or a list of globs, relative to this file's directory
@@ -61,6 +63,7 @@ class Settings:
     decide: str | None = None
     tie_margin: float | None = None
     samples: int | None = None
+    temperature: float | None = None  # for samples: applies where the command line leaves --temperature at 0
 
     def over(self, lower: Settings) -> Settings:
         """These settings, with the unset ones taken from ``lower``."""
@@ -193,6 +196,11 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
         if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 0.5:
             raise _fail(path, f"{prefix}tie_margin", f"expected a number from 0 to below 0.5, got {margin!r}")
         values["tie_margin"] = float(margin)
+    if "temperature" in table:
+        temperature = table["temperature"]
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0:
+            raise _fail(path, f"{prefix}temperature", f"expected a number, 0 or more, got {temperature!r}")
+        values["temperature"] = float(temperature)
     for key in ("parallel", "concurrency", "samples"):
         if key in table:
             count = table[key]
@@ -210,7 +218,7 @@ def _settings(path: Path, table: dict[str, Any], prefix: str, allowed: set[str])
 
 SETTING_KEYS = {f.name for f in fields(Settings)}
 # How the judge runs and decides: one choice for the whole project, not per glob.
-ENGINE_KEYS = {"parallel", "endpoints", "concurrency", "decide", "tie_margin", "samples"}
+ENGINE_KEYS = {"parallel", "endpoints", "concurrency", "decide", "tie_margin", "samples", "temperature"}
 
 
 def parse_config(path: Path, table: dict[str, Any], prefix: str) -> CheckConfig:

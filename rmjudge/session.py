@@ -72,9 +72,13 @@ class JudgeOptions:
             endpoints=self.engine.endpoints or tuple(settings.endpoints or ()),
             concurrency=self.engine.concurrency if self.engine.concurrency is not None else settings.concurrency,
         )
+        sampling = self.sampling
+        if sampling.temperature == 0 and settings.temperature:  # the command line left it at greedy
+            sampling = replace(sampling, temperature=settings.temperature)
         return replace(
             self,
             engine=engine,
+            sampling=sampling,
             decide=self.decide if self.decide is not None else settings.decide,
             tie_margin=self.tie_margin if self.tie_margin is not None else settings.tie_margin,
             samples=self.samples if self.samples is not None else settings.samples,

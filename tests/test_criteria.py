@@ -4,17 +4,26 @@ bytes untouched (tests/test_prompts.py still checks them byte for byte)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
+from rmjudge import session
+from rmjudge.cache import VerdictCache
 from rmjudge.check import plan_check
 from rmjudge.config import Settings, load_config
 from rmjudge.errors import InputError, UsageError
+from rmjudge.judge import Judge
 from rmjudge.prompts import CRITERIA_LEAD, DEFAULT_QUESTION, Message, Pair, load_template
+from rmjudge.session import JudgeOptions
 from rmjudge.textio import read_criteria
 
-from .conftest import SHARED
+from .conftest import SHARED, FakeEngine, invoke_cli
+
+EngineFactory = Callable[..., FakeEngine]
 
 PROMPTS = json.loads((SHARED / "reference" / "rm-r1-prompts.json").read_text())["prompts"]
 CRITERIA = "Factual accuracy first, then brevity."
@@ -76,6 +85,7 @@ criteria = "Top-level criteria."
 decide = "agreement"
 tie_margin = 0.1
 samples = 3
+temperature = 0.7
 
 [[tool.rmjudge.check]]
 files = "notes/*.txt"
@@ -92,7 +102,8 @@ def test_check_takes_criteria_per_glob(tmp_path: Path, monkeypatch: pytest.Monke
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     config = load_config(tmp_path / "pyproject.toml")
-    assert (config.defaults.decide, config.defaults.tie_margin, config.defaults.samples) == ("agreement", 0.1, 3)
+    defaults = config.defaults
+    assert (defaults.decide, defaults.tie_margin, defaults.samples, defaults.temperature) == ("agreement", 0.1, 3, 0.7)
     items = {i.path: i for i in plan_check(["notes/a.txt", "docs/b.md"], reference="golden", source="worktree",
                                            config=config)}  # fmt: skip
     assert items["notes/a.txt"].pair is not None and items["notes/a.txt"].pair.criteria == "From a file."
@@ -108,6 +119,7 @@ def test_check_takes_criteria_per_glob(tmp_path: Path, monkeypatch: pytest.Monke
         ("decide = 'vote'\n", r"tool.rmjudge.decide: expected 'agreement' or 'probability', got 'vote'"),
         ("tie_margin = 0.5\n", "tool.rmjudge.tie_margin: expected a number from 0 to below 0.5"),
         ("samples = 0\n", "tool.rmjudge.samples: expected a whole number, 1 or more"),
+        ("temperature = -1\n", "tool.rmjudge.temperature: expected a number, 0 or more"),
         ("criteria = ''\n", "tool.rmjudge.criteria: expected a non-empty string"),
         ("[[tool.rmjudge.check]]\nfiles = '*.md'\ndecide = 'agreement'\n", r"check\[0\].decide: unknown key"),
     ],
@@ -117,3 +129,75 @@ def test_bad_decision_settings(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "pyproject.toml").write_text(body, encoding="utf-8")
     with pytest.raises(UsageError, match=message):
         load_config(tmp_path / "pyproject.toml")
+
+
+# -- through the judge: part of the prompt, so of the cache key -----------------------------------
+
+
+def test_criteria_reach_the_model_and_key_the_cache(fake_engine_factory: EngineFactory, tmp_path: Path) -> None:
+    engine = fake_engine_factory()
+    cache = VerdictCache(tmp_path / "v.sqlite3")
+    pair = Pair(a="2", b="4", question="Name a prime.")
+    plain = Judge(engine, template="instruct", cache=cache)
+    plain.judge(pair)
+    plain.judge(Pair(a="2", b="4", question="Name a prime.", criteria=CRITERIA))  # other prompts: judged anew
+    assert len(engine.generate_calls) == 4 and all(CRITERIA_LEAD in p for p in engine.generate_calls[2:])
+    # A judge's criteria apply to the pairs that bring none: the same prompts, from the cache.
+    with_criteria = Judge(engine, template="instruct", cache=cache, criteria=CRITERIA)
+    assert all(o.cached for o in with_criteria.judge(pair).orders)
+    assert with_criteria.prompt_messages(pair)[-1]["content"].count(ASKED) == 1
+    own = Pair(a="2", b="4", question="Name a prime.", criteria="Brevity.")  # a pair's own criteria win
+    with_criteria.judge(own)
+    assert len(engine.generate_calls) == 6 and f"{CRITERIA_LEAD} Brevity." in engine.generate_calls[-1]
+    assert CRITERIA not in engine.generate_calls[-1]
+
+
+def test_compare_show_prompt_and_check_per_glob_on_the_command_line(
+    fake_engine_factory: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("2")
+    (tmp_path / "b.txt").write_text("4")
+    (tmp_path / "criteria.txt").write_text(CRITERIA)
+    shown = invoke_cli("compare", "a.txt", "b.txt", "-q", "Name a prime.", "--criteria", "criteria.txt",
+                       "--template", "instruct", "--show-prompt")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    orders = orjson.loads(shown.stdout)["orders"]
+    assert [m["content"].count(f"Name a prime.{ASKED}") for m in orders["ab"] + orders["ba"]] == [0, 1, 0, 1]
+
+    engine = fake_engine_factory()
+    opened: list[JudgeOptions] = []
+
+    def open_judge(options: JudgeOptions, **_: Any) -> Judge:
+        opened.append(options)
+        return Judge(engine, template="instruct", criteria=options.criteria)
+
+    monkeypatch.setattr(session, "open_judge", open_judge)
+    (tmp_path / "pyproject.toml").write_text(CONFIG, encoding="utf-8")
+    files = {"notes/a.txt": "new", "golden/notes/a.txt": "old", "docs/b.md": "new", "golden/docs/b.md": "old"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    checked = invoke_cli("check", "notes/a.txt", "docs/b.md", "--reference", "golden", "--worktree", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert [ASKED in p for p in engine.generate_calls] == [True, True, False, False]  # criteria.txt, per glob
+    # The configuration's decision settings reach the judge (its temperature, for its samples).
+    assert [(o.rule, o.margin, o.sample_count, o.sampling.temperature) for o in opened] == [("agreement", 0.1, 3, 0.7)]
+    assert [CRITERIA_LEAD + " Top-level criteria." in p for p in engine.generate_calls] == [False, False, True, True]
+
+
+@pytest.mark.model
+def test_real_criteria_are_in_the_formatted_prompt_and_the_cache_key(gemma_path: Path, tmp_path: Path) -> None:
+    cache = VerdictCache(tmp_path / "v.sqlite3")
+    judge = Judge(model=str(gemma_path), template="instruct", max_tokens=0, cache=cache)
+    pair = Pair(a="Paris.", b="Lyon.", question="What is the capital of France?")
+    plain = judge.judge(pair)
+    asked = judge.judge(Pair(a="Paris.", b="Lyon.", question="What is the capital of France?", criteria=CRITERIA))
+    assert not any(o.cached for o in plain.orders + asked.orders)  # criteria make other prompts
+    assert all(o.tokens_in > p.tokens_in for o, p in zip(asked.orders, plain.orders, strict=True))
+    prompt = judge.engine.format_prompt(judge.prompt_messages(Pair(a="x", b="y", question="q", criteria=CRITERIA)))
+    assert f"q{ASKED}" in prompt.text
+    again = Judge(judge.engine, template="instruct", max_tokens=0, cache=cache, criteria=CRITERIA).judge(pair)
+    assert all(o.cached for o in again.orders) and [o.probability_a for o in again.orders] == [
+        o.probability_a for o in asked.orders
+    ]

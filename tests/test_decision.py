@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rmjudge import session
+from rmjudge.cache import VerdictCache
 from rmjudge.decision import Trace, check_rule, check_samples, confidence_of, decide
 from rmjudge.errors import UsageError
+from rmjudge.judge import Judge, Judgment
+from rmjudge.prompts import Pair
+from rmjudge.session import JudgeOptions
 from rmjudge.verdict import combine
+
+from .conftest import FakeEngine, invoke_cli
+
+EngineFactory = Callable[..., FakeEngine]
+PAIR = Pair(a="Paris.", b="Lyon.", question="Capital of France?")
 
 
 def orders(*readings: tuple[str, float]) -> list[Trace]:
@@ -118,3 +133,96 @@ def test_samples_above_one_need_a_temperature() -> None:
 def test_no_reading_is_an_error() -> None:
     with pytest.raises(ValueError, match="no reading"):
         decide([], "probability")
+
+
+# -- through the judge (a scripted, position-biased engine) ---------------------------------------
+
+
+def first_shown(prompt: str) -> str:
+    return prompt.split("[The Start of Chatbot A's Response]")[1].split("[The End of Chatbot A's Response]")[0]
+
+
+def position_biased(engine_factory: EngineFactory) -> FakeEngine:
+    """Always answers "the first shown", surely (0.95) when Paris is first, barely (0.6) when Lyon is."""
+    return engine_factory(
+        script=lambda _: "<eval>The first is better.</eval>\n<answer>[[A]]</answer>",
+        probability_a=lambda prompt: 0.95 if "Paris" in first_shown(prompt) else 0.6,
+    )
+
+
+def test_the_judge_decides_by_its_rule_from_cached_readings(fake_engine_factory: EngineFactory, tmp_path: Path) -> None:
+    engine = position_biased(fake_engine_factory)
+    cache = VerdictCache(tmp_path / "v.sqlite3")
+    agreement = Judge(engine, template="instruct", cache=cache, decide="agreement").judge(PAIR)
+    assert (agreement.winner, agreement.consistent) == ("tie", False)
+    assert [o.verdict for o in agreement.orders] == ["A", "B"]
+    # The same readings, from the cache (the rule is not part of its key), decided by the mean:
+    # (0.95 + (1 - 0.6)) / 2 = 0.675 for Paris.
+    probability = Judge(engine, template="instruct", cache=cache, decide="probability").judge(PAIR)
+    assert len(engine.generate_calls) == 2 and all(o.cached for o in probability.orders)
+    assert (probability.winner, probability.consistent) == ("A", False)
+    assert probability.probability_a == pytest.approx(0.675) and probability.confidence == pytest.approx(0.675)
+    assert probability.votes == {"A": 1, "B": 1}
+    data = probability.to_dict()
+    assert data["decision"] == {"rule": "probability", "tie_margin": 0.0, "samples": 1}
+    assert data["votes"] == {"A": 1, "B": 1} and "calibrated" not in data and "confidence_raw" not in data
+    # A margin wide enough makes it a tie again.
+    wide = Judge(engine, template="instruct", cache=cache, tie_margin=0.2).judge(PAIR)
+    assert wide.winner == "tie" and wide.confidence == pytest.approx(1 - abs(2 * 0.675 - 1))
+
+
+def test_the_default_rule_is_probability(fake_engine_factory: EngineFactory) -> None:
+    judgment = Judge(position_biased(fake_engine_factory), template="instruct").judge(PAIR)
+    assert judgment.winner == "A" and judgment.meta["decision"]["rule"] == "probability"
+
+
+def test_decide_and_tie_margin_on_the_command_line(
+    fake_engine_factory: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = position_biased(fake_engine_factory)
+
+    def open_judge(options: JudgeOptions, **_: Any) -> Judge:
+        return Judge(engine, template="instruct", decide=options.rule, tie_margin=options.margin)
+
+    monkeypatch.setattr(session, "open_judge", open_judge)
+    (tmp_path / "a.txt").write_text("Paris.")
+    (tmp_path / "b.txt").write_text("Lyon.")
+    files = (str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "-q", "Capital of France?", "--json")
+    winners = {}
+    for args in ((), ("--decide", "agreement"), ("--tie-margin", "0.2")):
+        result = invoke_cli("compare", *files, *args)
+        assert result.returncode == 0, result.stderr
+        winners[args] = orjson.loads(result.stdout)["winner"]
+    assert winners == {(): "A", ("--decide", "agreement"): "tie", ("--tie-margin", "0.2"): "tie"}
+    bad = invoke_cli("compare", *files, "--tie-margin", "0.7")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--tie-margin 0.7: give a number" in bad.stderr
+
+
+# -- the real engine ------------------------------------------------------------------------------
+
+REAL_PAIRS = [
+    Pair(question="What is the capital of France?", a="Paris.", b="Lyon."),
+    Pair(question="How many legs does a spider have?", a="Six.", b="Eight."),
+    Pair(question="What is 7 times 6?", a="42.", b="36."),
+]
+
+
+@pytest.mark.model
+def test_real_rules_decide_from_the_same_readings(gemma_path: Path, tmp_path: Path) -> None:
+    cache = VerdictCache(tmp_path / "v.sqlite3")
+    judge = Judge(model=str(gemma_path), template="instruct", max_tokens=0, cache=cache, decide="agreement")
+    agreement = [j for j in judge.judge_many(REAL_PAIRS) if isinstance(j, Judgment)]
+    by_mean = Judge(judge.engine, template="instruct", max_tokens=0, cache=cache, decide="probability")
+    probability = [j for j in by_mean.judge_many(REAL_PAIRS) if isinstance(j, Judgment)]
+    assert len(agreement) == len(probability) == 3
+    for kept, decided in zip(agreement, probability, strict=True):
+        assert all(o.cached for o in decided.orders)  # re-deciding generates nothing
+        readings = [Trace(o.order, o.verdict, o.probability_a) for o in kept.orders]
+        assert [Trace(o.order, o.verdict, o.probability_a) for o in decided.orders] == readings
+        assert kept.winner == decide(readings, "agreement").winner
+        assert decided.winner == decide(readings, "probability").winner
+        assert decided.winner == ("A" if decided.probability_a > 0.5 else "B")
+        if kept.consistent:
+            assert decided.winner == kept.winner
+        else:
+            assert kept.winner == "tie"
