@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rmjudge import __version__
 from rmjudge.cache import VerdictCache, cache_key
@@ -35,6 +35,9 @@ from rmjudge.verdict import (
     parse_verdict,
     stop_counts,
 )
+
+if TYPE_CHECKING:
+    from rmjudge.rank import Ranking
 
 ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
@@ -286,6 +289,18 @@ class Judge:
     def check_fits(self, pair: Pair) -> None:
         """Raise ContextTooLongError now if ``pair`` cannot be judged (before any generation)."""
         self._room(self.engine.format_prompt(self.prompt_messages(pair)))
+
+    def rank(self, question: str | None, candidates: Sequence[str], **options: Any) -> Ranking:
+        """``candidates`` best first from pairwise judgments (options: ``rmjudge.rank.rank``)."""
+        from rmjudge.rank import rank
+
+        return rank(self, question, candidates, **options)
+
+    def rewards(self, question: str | None, completions: Sequence[str], *, reference: str | None = None) -> list[float]:
+        """A reward in [0, 1] per completion (``rmjudge.rewards.rewards``)."""
+        from rmjudge.rewards import rewards
+
+        return rewards(self, question, completions, reference=reference)
 
     # -- many pairs ---------------------------------------------------------------------------------
 

@@ -278,35 +278,19 @@ def test_a_judge_error_stops_the_ranking_with_its_own_exit_code() -> None:
 # -- the real model ----------------------------------------------------------------------------
 
 
-def judging_many(judge: Judge) -> Judge:
-    """Until Judge.judge_many is on main (the throughput branch): the same contract over judge().
-    The integrator removes this once it lands."""
-    if not hasattr(judge, "judge_many"):
-
-        def judge_many(pairs: Iterable[Pair]) -> Iterator[Judgment | RmjudgeError]:
-            for pair in pairs:
-                try:
-                    yield judge.judge(pair)
-                except RmjudgeError as error:
-                    yield error
-
-        judge.judge_many = judge_many  # type: ignore[attr-defined]
-    return judge
-
-
 CANDIDATES = ["The capital of France is Paris.", "Paris.", "It is Lyon.", "London is the capital of France."]
 
 
 @pytest.mark.model
 def test_every_strategy_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     # One verdict cache: a pair judged by one strategy is not judged again by the next.
-    judge = judging_many(Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3")))
+    judge = Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3"))
     question = "What is the capital of France?"
     results = {
-        strategy: rank(judge, question, CANDIDATES, strategy=strategy, seed=1)  # type: ignore[arg-type]
+        strategy: judge.rank(question, CANDIDATES, strategy=strategy, seed=1)
         for strategy in ("round-robin", "adaptive", "knockout")
     }
-    results["reference"] = rank(judge, question, CANDIDATES[1:], reference=CANDIDATES[0])  # type: ignore[arg-type]
+    results["reference"] = judge.rank(question, CANDIDATES[1:], reference=CANDIDATES[0])
     full = results["round-robin"]
     assert full.outcome == "probability"  # verdict-only judge
     assert full.cost.comparisons == 6 and full.cost.judgments == 12

@@ -17,7 +17,6 @@ from rmjudge.judge import Judge
 from rmjudge.prompts import Message
 from rmjudge.rewards import async_grpo_reward, grpo_reward, rewards
 from tests.judges import StrengthJudge
-from tests.test_rank import judging_many
 
 
 def sigmoid(x: float) -> float:
@@ -199,11 +198,11 @@ def test_bad_batches_are_usage_errors(prompts: Sequence[Any], completions: Seque
 def test_rewards_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     # With the verdict cache, the reward function's pairs must be exactly rewards()'s to give the same
     # numbers (llama.cpp's prefix reuse moves a probability in its third decimal between runs).
-    gemma = judging_many(Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3")))
+    gemma = Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3"))
     question = "What is the capital of France?"
     completions = ["Paris.", "It is Lyon.", "London."]
-    against = rewards(gemma, question, completions, reference="The capital of France is Paris.")
-    within = rewards(gemma, question, completions)
+    against = gemma.rewards(question, completions, reference="The capital of France is Paris.")
+    within = gemma.rewards(question, completions)
     for scores in (against, within):
         assert len(scores) == 3 and all(0.0 < s < 1.0 for s in scores)
     assert sum(within) / 3 == pytest.approx(0.5)  # the group's P(i beats j) pairs sum to one each
