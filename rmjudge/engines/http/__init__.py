@@ -1,0 +1,12 @@
+"""The HTTP engine: judging on OpenAI-compatible servers (llama.cpp's llama-server, vLLM, SGLang,
+llama-cpp-python's server), several endpoints at once.
+
+- ``client``: the endpoints, one kept HTTP client, retries, endpoints set aside and given up;
+- ``dialects``: what each server offers and how to ask it (recognised from its own routes);
+- ``engine``: the ``Engine`` the judge drives (``create`` is the registry's entry point).
+"""
+
+from rmjudge.engines.http.client import NoEndpointError, RetryPolicy, ServerAnswerError
+from rmjudge.engines.http.engine import HttpEngine, create
+
+__all__ = ["HttpEngine", "NoEndpointError", "RetryPolicy", "ServerAnswerError", "create"]
