@@ -48,6 +48,9 @@ from rmjudge.verdict import (
     stop_counts,
 )
 
+if TYPE_CHECKING:
+    from rmjudge.rank import Ranking
+
 ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
 DEFAULT_MAX_TOKENS = {"instruct": 2048, "reasoning": 4096}
@@ -62,8 +65,6 @@ JOBS_PER_SLOT = 8
 PAIR_ERRORS = (ContextTooLongError, InputError)
 
 # A pair, or a pair with its own orders (RM-R1's official protocol draws one order per pair).
-if TYPE_CHECKING:
-    from rmjudge.rank import Ranking
 
 # A pair, a pair with its own orders, or an error the caller already has for this place in the
 # stream (a line it could not read): that passes through in its place, as soon as all before it are done.

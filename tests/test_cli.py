@@ -172,8 +172,8 @@ def test_judge_options_reach_the_core(opened: list[JudgeOptions]) -> None:
     result = invoke(
         "compare", A, B, "--model", "m.gguf", "--max-tokens", "64", "--order", "ba", "--temperature", "0.5",
         "--top-p", "0.9", "--seed", "7", "--threads", "2", "--gpu-layers", "-1", "--parallel", "3",
-        "--speculative", "4", "--endpoint", "http://127.0.0.1:1/v1", "--endpoint", "http://127.0.0.1:2/v1", "--concurrency", "4",
-        "--api-key", "s3cret-key", "--engine", "http", "--no-cache", "--debug",
+        "--speculative", "4", "--endpoint", "http://127.0.0.1:1/v1", "--endpoint", "http://127.0.0.1:2/v1",
+        "--concurrency", "4", "--api-key", "s3cret-key", "--engine", "http", "--no-cache", "--debug",
     )  # fmt: skip
     assert isinstance(result.exception, UsageError)  # --debug: the error is raised, not turned into a line
     (options,) = opened

@@ -287,10 +287,10 @@ def test_every_strategy_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     judge = Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3"))
     question = "What is the capital of France?"
     results = {
-        strategy: rank(judge, question, CANDIDATES, strategy=strategy, seed=1)  # type: ignore[arg-type]
+        strategy: judge.rank(question, CANDIDATES, strategy=strategy, seed=1)
         for strategy in ("round-robin", "adaptive", "knockout")
     }
-    results["reference"] = rank(judge, question, CANDIDATES[1:], reference=CANDIDATES[0])  # type: ignore[arg-type]
+    results["reference"] = judge.rank(question, CANDIDATES[1:], reference=CANDIDATES[0])
     full = results["round-robin"]
     assert full.outcome == "probability"  # verdict-only judge
     assert full.cost.comparisons == 6 and full.cost.judgments == 12

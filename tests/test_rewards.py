@@ -201,8 +201,8 @@ def test_rewards_on_gemma(gemma_path: Path, tmp_path: Path) -> None:
     gemma = Judge(gemma_path, max_tokens=0, cache=VerdictCache(tmp_path / "v.sqlite3"))
     question = "What is the capital of France?"
     completions = ["Paris.", "It is Lyon.", "London."]
-    against = rewards(gemma, question, completions, reference="The capital of France is Paris.")
-    within = rewards(gemma, question, completions)
+    against = gemma.rewards(question, completions, reference="The capital of France is Paris.")
+    within = gemma.rewards(question, completions)
     for scores in (against, within):
         assert len(scores) == 3 and all(0.0 < s < 1.0 for s in scores)
     assert sum(within) / 3 == pytest.approx(0.5)  # the group's P(i beats j) pairs sum to one each
