@@ -15,7 +15,7 @@ Scores are Bradley-Terry strengths (natural log-odds, mean 0; relative to the re
 everything stays finite. A comparison counts 1 for its winner and a half each for a tie (the orders
 disagree); ``outcome="probability"`` counts the order-averaged P(A better) instead, the default for a
 verdict-only judge (budget 0). Intervals come from a bootstrap over the comparisons, seeded, so the same
-judgments always give the same report.
+judgments always give the same report. The fit itself is ``rmjudge.bradley_terry``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,17 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
+from rmjudge.bradley_terry import (
+    BOOTSTRAP,
+    REFERENCE,
+    first_share,
+    fit,
+    fit_bradley_terry,
+    hessian,
+    win_counts,
+    win_matrix,
+)
 from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageError
 from rmjudge.prompts import Message, Pair
 
@@ -40,9 +48,6 @@ STRATEGIES = ("auto", "round-robin", "reference", "adaptive", "knockout")
 OUTCOMES = ("auto", "verdict", "probability")
 # Up to 6 candidates all pairs (15) cost no more than adaptive's budget of N log2 N (15.5).
 AUTO_ROUND_ROBIN_UP_TO = 6
-REFERENCE = -1  # Comparison.b when the second text is the reference
-PRIOR = 0.01  # precision of the Gaussian prior on strengths: light, it only keeps all-wins finite
-BOOTSTRAP = 200  # resamples for the intervals
 ADAPTIVE_PRIOR = 1.0  # adaptive's belief: strengths a priori about ±1 log-odds apart, as real candidates are
 DRAWS = 2000  # posterior draws per adaptive round
 
@@ -312,124 +317,6 @@ def _shown(a: int, b: int, single_order: bool) -> tuple[int, int]:
     return (high, low) if single_order and (low + high) % 2 else (low, high)
 
 
-# -- the fit -----------------------------------------------------------------------------------
-
-
-def win_counts(comparisons: Sequence[Comparison], players: int, outcome: str = "verdict") -> np.ndarray:
-    """``W[i, j]``: how many wins ``i`` has over ``j`` (ties and probabilities fractional).
-    The reference, when there is one, is the last player."""
-    wins = np.zeros((players, players))
-    for comparison in comparisons:
-        a, b = (players - 1 if i == REFERENCE else i for i in (comparison.a, comparison.b))
-        value = comparison.outcome(outcome)
-        wins[a, b] += value
-        wins[b, a] += 1.0 - value
-    return wins
-
-
-def _negative_log_posterior(theta: np.ndarray, wins: np.ndarray, prior: float) -> tuple[float, np.ndarray]:
-    diff = theta[:, None] - theta[None, :]
-    value = float((wins * np.logaddexp(0.0, -diff)).sum() + prior / 2 * theta @ theta)
-    lost_share = wins * expit(-diff)  # W_ij (1 - σ(θ_i - θ_j))
-    return value, -lost_share.sum(axis=1) + lost_share.sum(axis=0) + prior * theta
-
-
-def _hessian(theta: np.ndarray, wins: np.ndarray, prior: float) -> np.ndarray:
-    p = expit(theta[:, None] - theta[None, :])
-    weight = (wins + wins.T) * p * (1.0 - p)
-    matrix = -weight
-    np.fill_diagonal(matrix, weight.sum(axis=1) - np.diag(weight))
-    return matrix + prior * np.eye(len(theta))
-
-
-def fit_bradley_terry(wins: np.ndarray, *, prior: float = PRIOR) -> np.ndarray:
-    """Strengths θ maximising Σ W_ij log σ(θ_i − θ_j) − prior/2 |θ|², centred on mean 0.
-
-    P(i beats j) = σ(θ_i − θ_j). The objective is strictly convex, so a trust-region Newton method
-    with the exact Hessian converges in a few iterations.
-    """
-    result = minimize(
-        _negative_log_posterior,
-        np.zeros(wins.shape[0]),
-        args=(wins, prior),
-        jac=True,
-        hess=_hessian,
-        method="trust-exact",
-    )
-    theta: np.ndarray = result.x
-    return theta - theta.mean()
-
-
-@dataclass(frozen=True)
-class Fit:
-    """Scores and their uncertainty from one set of comparisons."""
-
-    scores: np.ndarray  # by candidate
-    samples: np.ndarray  # bootstrap strengths, resample x candidate
-    intervals: np.ndarray  # candidate x (low, high)
-    top_probability: np.ndarray
-
-
-def fit(
-    comparisons: Sequence[Comparison],
-    candidates: int,
-    *,
-    outcome: str = "verdict",
-    resamples: int = BOOTSTRAP,
-    seed: int = 0,
-) -> Fit:
-    """Bradley-Terry scores, bootstrap intervals and P(first) from ``comparisons``.
-
-    Comparisons are put in a fixed order first, so the same judgments give the same report whatever
-    order they were made in. With a reference, scores are relative to it (the reference scores 0).
-    """
-    with_reference = any(c.b == REFERENCE or c.a == REFERENCE for c in comparisons)
-    players = candidates + with_reference
-    ordered = sorted(comparisons, key=lambda c: (c.a, c.b, c.outcome(outcome)))
-
-    def strengths(chosen: Sequence[Comparison]) -> np.ndarray:
-        theta = fit_bradley_terry(win_counts(chosen, players, outcome))
-        return theta[:candidates] - theta[-1] if with_reference else theta
-
-    scores = strengths(ordered)
-    rng = np.random.default_rng(seed)
-    samples = np.array(
-        [strengths([ordered[i] for i in rng.integers(0, len(ordered), len(ordered))]) for _ in range(resamples)]
-    ).reshape(resamples, candidates)
-    if resamples:
-        intervals, top = np.percentile(samples, [2.5, 97.5], axis=0).T, first_share(samples)
-    else:
-        intervals, top = np.column_stack([scores, scores]), np.zeros(candidates)
-    return Fit(scores, samples, intervals, top)
-
-
-def first_share(samples: np.ndarray) -> np.ndarray:
-    """Per candidate, the share of samples (rows of strengths) in which it comes first; a shared
-    first place is split."""
-    firsts = samples >= samples.max(axis=1, keepdims=True) - 1e-9
-    shares: np.ndarray = (firsts / firsts.sum(axis=1, keepdims=True)).mean(axis=0)
-    return shares
-
-
-def win_matrix(comparisons: Sequence[Comparison], candidates: int) -> list[list[float | None]]:
-    """Mean P(row beats column) over the comparisons of each pair of candidates; None where none."""
-    total = np.zeros((candidates, candidates))
-    count = np.zeros((candidates, candidates))
-    for comparison in comparisons:
-        a, b = comparison.a, comparison.b
-        if REFERENCE in (a, b):
-            continue
-        p = comparison.judgment.probability_a
-        total[a, b] += p
-        total[b, a] += 1.0 - p
-        count[a, b] += 1
-        count[b, a] += 1
-    return [
-        [float(total[i, j] / count[i, j]) if count[i, j] else None for j in range(candidates)]
-        for i in range(candidates)
-    ]
-
-
 def _order(scores: np.ndarray, matrix: list[list[float | None]]) -> list[int]:
     """Best first by score; equal scores by the mean P(beats) over the opponents met, then by index."""
 
@@ -482,7 +369,7 @@ class _Belief:
         prior = ADAPTIVE_PRIOR
         wins = win_counts(comparisons, count, outcome)
         theta = fit_bradley_terry(wins, prior=prior)
-        covariance = np.linalg.inv(_hessian(theta, wins, prior))
+        covariance = np.linalg.inv(hessian(theta, wins, prior))
         samples = rng.multivariate_normal(theta, covariance, size=DRAWS, method="cholesky")
         # The leader as the final report will have it (its lighter prior), so a settled top is the reported one.
         leader = _order(fit_bradley_terry(wins), win_matrix(comparisons, count))[0]

@@ -22,10 +22,11 @@ from typing import Any
 import orjson
 import pytest
 
-from rmjudge.batch import BatchSummary, LineFailed, _Interrupts, run_batch
+from rmjudge.batch import BatchSummary, LineFailed, run_batch
 from rmjudge.cache import VerdictCache, default_cache_path
 from rmjudge.errors import ExitCode, Terminated, UsageError
 from rmjudge.judge import Judge
+from rmjudge.output import Interrupts
 from tests.conftest import ROOT, SHARED, FakeEngine, invoke_cli, run_cli
 
 # -- a scripted judge: it prefers the text that contains "good" --------------------------------
@@ -333,7 +334,7 @@ def test_a_signal_waits_for_the_line_being_written(
 ) -> None:
     previous = signal.signal(signum, handler)
     try:
-        with _Interrupts() as interrupts:
+        with Interrupts() as interrupts:
             written = []
             with pytest.raises(stop), interrupts.deferred():
                 os.kill(os.getpid(), signum)

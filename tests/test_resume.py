@@ -20,12 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rmjudge.batch import BatchSummary, _line_start, error_block, output_row, run_batch
+from rmjudge.batch import BatchSummary, error_block, output_row, run_batch
 from rmjudge.cache import VerdictCache
 from rmjudge.engines import Sampling
 from rmjudge.errors import ExitCode, InputError, OutputError, UsageError
 from rmjudge.judge import Judge
 from rmjudge.records import Record
+from rmjudge.resume import line_start
 from tests.conftest import ROOT, FakeEngine, run_cli
 from tests.test_batch import _probability_a, _script, pair_row, read_rows, write_lines
 
@@ -352,7 +353,7 @@ def test_every_output_line_starts_with_the_bytes_a_torn_line_is_checked_against(
 ) -> None:
     record = Record(line=1, data=data, error=InputError("missing field 'chosen'"))
     line = orjson.dumps(output_row(record, error_block(record, InputError("x")), flat=flat))
-    start = _line_start(record, flat)
+    start = line_start(record, flat)
     assert line.startswith(start)
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rmjudge.batch import _Interrupts
 from rmjudge.cache import VerdictCache
 from rmjudge.errors import ExitCode, Terminated
 from rmjudge.evaluate import load_pairs, run_eval
 from rmjudge.judge import Judge
+from rmjudge.output import Interrupts
 from tests.conftest import ROOT, FakeEngine
 from tests.test_batch import (
     LLMBAR,
@@ -54,7 +54,7 @@ def test_a_default_sigterm_is_left_alone() -> None:
     """A library caller that never asked for SIGTERM to be caught keeps the default: it ends the process."""
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        with _Interrupts():
+        with Interrupts():
             assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, previous)
