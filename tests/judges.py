@@ -92,6 +92,7 @@ class StrengthJudge:
         verdict = position_verdict if order == "ab" else {"A": "B", "B": "A"}[position_verdict]
         return OrderJudgment(
             order=order,
+            sample=0,
             verdict=verdict,
             position_verdict=position_verdict,
             probability=probability_a if verdict == "A" else 1.0 - probability_a,
