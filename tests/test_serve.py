@@ -101,7 +101,7 @@ def fake_judgment(pair: Pair) -> Judgment:
     p = len(pair.a) / (len(pair.a) + len(pair.b))
     verdict = "A" if p >= 0.5 else "B"
     order = OrderJudgment(
-        order="ab", verdict=verdict, position_verdict=verdict, probability=max(p, 1 - p), probability_a=p,
+        order="ab", sample=0, verdict=verdict, position_verdict=verdict, probability=max(p, 1 - p), probability_a=p,
         forced=True, rationale=Rationale(), tokens_in=len(pair.a) + len(pair.b), tokens_out=0, seconds=0.0,
         stopped_by="none", cached=False, completion="",
     )  # fmt: skip
@@ -332,11 +332,7 @@ def test_binding_beyond_loopback_needs_a_key() -> None:
 
 
 def _prompt_tokens(judge: Judge, pair: Pair) -> int:
-    messages = judge.prompt_messages(pair)
-    engine: Any = judge.engine
-    if hasattr(engine, "format_prompt"):
-        return len(engine.format_prompt(messages).tokens)
-    return len(engine.chat_tokens(messages))
+    return len(judge.engine.format_prompt(judge.prompt_messages(pair)).tokens)
 
 
 @pytest.mark.model

@@ -62,7 +62,7 @@ def serve(
     require_extra()
     check_bind(host, server_key)  # before the model loads
     run_server(
-        open_judge(judge),  # type: ignore[arg-type]  # TEMPORARY: until Judge.judge_many is merged
+        open_judge(judge),
         host,
         port,
         server_key,

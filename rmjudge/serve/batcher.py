@@ -112,22 +112,6 @@ def parallel_of(judge: Any) -> int:
     return max(1, int(getattr(info, "parallel", 1) or 1))
 
 
-def _judge_many(judge: BatchJudge, pairs: Sequence[Pair]) -> Iterator[Judgment | RmjudgeError]:
-    if hasattr(judge, "judge_many"):
-        return judge.judge_many(pairs)
-    return _one_at_a_time(judge, pairs)  # TEMPORARY: a Judge without judge_many (before the throughput merge)
-
-
-def _one_at_a_time(judge: Any, pairs: Sequence[Pair]) -> Iterator[Judgment | RmjudgeError]:
-    from rmjudge.errors import ContextTooLongError, InputError
-
-    for pair in pairs:
-        try:
-            yield judge.judge(pair)
-        except (ContextTooLongError, InputError) as error:
-            yield error
-
-
 class Batcher:
     """The worker thread and its queue. ``queue_limit``: the most pairs that may wait (0: no limit)."""
 
@@ -237,7 +221,7 @@ class Batcher:
         started = time.perf_counter()
         delivered = 0
         try:
-            outcomes = _judge_many(self.judge, [item.pair for item in batch])
+            outcomes = self.judge.judge_many([item.pair for item in batch])
             for item, outcome in zip(batch, outcomes):
                 item.ticket.deliver(item.index, outcome)
                 delivered += 1
