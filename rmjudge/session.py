@@ -65,7 +65,8 @@ class JudgeOptions:
         return 1 if self.samples is None else self.samples
 
     def over(self, settings: Settings) -> JudgeOptions:
-        """These options, with the engine settings they leave unset taken from a configuration file's."""
+        """These options, with the engine and decision settings they leave unset taken from a configuration
+        file's (its temperature only where the command line left sampling greedy)."""
         engine = replace(
             self.engine,
             parallel=self.engine.parallel if self.engine.parallel is not None else settings.parallel,

@@ -57,7 +57,7 @@ def _agreement(judgment: Judgment) -> str:
 
 
 def _confidence(judgment: Judgment) -> str:
-    raw = f" (raw {percent(judgment.confidence_raw)}, calibrated)" if judgment.confidence_raw is not None else ""
+    raw = f" calibrated (raw {percent(judgment.confidence_raw)})" if judgment.confidence_raw is not None else ""
     return f"confidence {percent(judgment.confidence)}{raw}"
 
 
