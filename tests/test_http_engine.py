@@ -333,8 +333,9 @@ def test_verdicts_through_http_are_the_in_process_verdicts(gemma_server: str, ge
         if [o.completion for o in ours.orders] != [o.completion for o in theirs.orders]:
             continue  # parted at a float near-tie (see test_greedy_outputs_are_the_in_process_ones)
         same += 1
-        assert ours.winner == theirs.winner and ours.consistent == theirs.consistent
         assert ours.probability_a == pytest.approx(theirs.probability_a, abs=1e-2)
+        if abs(theirs.probability_a - 0.5) > 0.05:  # a decision this close to even may fall either way
+            assert ours.winner == theirs.winner and ours.consistent == theirs.consistent
         assert ours.meta["model"]["id"].startswith("llama-cpp-python:")  # the server's identity, not a file hash
     assert same >= 6
 
