@@ -86,15 +86,18 @@ class RecordingEngine:
 
 
 def run_engine(model: Path, pairs: int, max_tokens: int, parallel: int, speculative: int) -> dict[str, Any]:
-    from rmjudge.engines.base import Sampling
+    from rmjudge.engines.base import AnswerFormat, Job, Sampling
     from rmjudge.engines.llama import LlamaEngine
     from rmjudge.judge import Judge
-    from rmjudge.prompts import Pair
 
     started = time.perf_counter()
     engine = RecordingEngine(LlamaEngine(model, parallel=parallel, speculative=speculative))
     judge = Judge(engine, max_tokens=max_tokens, sampling=Sampling(), cache=None)
-    judge.judge(Pair(a="Yes.", b="No.", question="Hello?"), orders=("ab",))  # warm-up: loads the weights
+    # Warm-up, not timed: the weights load on the first evaluation. A prompt without RM-R1's system
+    # prompt, so that the timed run evaluates it once like any other batch.
+    warm_up = engine.format_prompt([{"role": "user", "content": "Hello."}])
+    answer = AnswerFormat("</answer>", "<answer>[[", ("A", "B"), lambda text: True, lambda text, read: "")
+    list(engine.run([Job(warm_up, 0, Sampling(), answer)]))
     load_seconds = time.perf_counter() - started
     engine.outputs.clear()
     started = time.perf_counter()

@@ -136,6 +136,10 @@ class LlamaEngine:
         params = self._llama_cpp.llama_model_default_params()
         params.n_gpu_layers = self.gpu_layers
         params.vocab_only = vocab_only
+        # Read the weights in rather than map the file: on CPU llama.cpp repacks most tensors into a
+        # faster layout, and with a mapping their original pages stayed resident too (Qwen 1.5B: peak
+        # RSS 1.87 GB mapped, 1.28 GB read, for a 1.07 GB file).
+        params.load_mode = self._llama_cpp.LLAMA_LOAD_MODE_NONE
         try:
             return self._internals.LlamaModel(path_model=str(self.path), params=params, verbose=self._debug)
         except ValueError as error:
