@@ -42,7 +42,7 @@ from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageE
 from rmjudge.prompts import Message, Pair
 
 if TYPE_CHECKING:
-    from rmjudge.judge import Judgment
+    from rmjudge.judgment import Judgment
 
 STRATEGIES = ("auto", "round-robin", "reference", "adaptive", "knockout")
 OUTCOMES = ("auto", "verdict", "probability")
