@@ -12,7 +12,7 @@ import pytest
 
 from rmjudge.engines import ENTRY_POINT_GROUP, EngineOptions
 from rmjudge.engines.base import AnswerFormat, Job, Prompt, Sampling
-from rmjudge.engines.http import HttpEngine, NoEndpointError, RetryPolicy, ServerAnswerError, dialects
+from rmjudge.engines.http import HttpEngine, NoEndpointError, RetryPolicy, ServerAnswerError, completions
 from rmjudge.errors import ExitCode, UsageError
 from tests.fakeserver import CHATML, FakeServer, chatml, tokenize
 
@@ -91,7 +91,7 @@ def test_vllm_template_is_applied_by_the_server_and_logprobs_read_in_the_legacy_
     assert tokenize_bodies and tokenize_bodies[0]["add_generation_prompt"] is True
     [(_, output)] = list(http.run(jobs(prompt, 1)))
     body = server.completions()[-1]
-    assert body["prompt"] == list(prompt.tokens) and body["logprobs"] == dialects.TOP_LOGPROBS
+    assert body["prompt"] == list(prompt.tokens) and body["logprobs"] == completions.TOP_LOGPROBS
     assert output.choice_probabilities == pytest.approx({"A": 0.2, "B": 0.8})  # read by token text (legacy shape)
     assert output.text.endswith("</answer>") and output.stopped_by == "stop"
 
@@ -99,7 +99,7 @@ def test_vllm_template_is_applied_by_the_server_and_logprobs_read_in_the_legacy_
 def test_llama_server_v1_chat_style_logprobs_are_read(servers: list[FakeServer]) -> None:
     """llama-server's /v1/completions puts its own token entries under choices[0].logprobs.content."""
     server = serve(servers, dialect="llama-server")
-    facts = engine(server.url)._facts
+    facts = engine(server.url).facts
     answer = {
         "model": "m",
         "choices": [
@@ -134,9 +134,9 @@ def test_llama_server_v1_chat_style_logprobs_are_read(servers: list[FakeServer])
             }
         ],
     }
-    completion = dialects.parse_completion(answer, facts, "</answer>", server.url)
+    completion = completions.parse_completion(answer, facts, "</answer>", server.url)
     assert [p.text for p in completion.positions] == ["[", "[", "B"] and completion.finish == "length"
-    probabilities = dialects.choice_probabilities(completion.positions[2].top, [65, 66], ("A", "B"))
+    probabilities = completions.choice_probabilities(completion.positions[2].top, [65, 66], ("A", "B"))
     assert probabilities is not None and probabilities["B"] == pytest.approx(1 / (1 + pow(2.718281828, -1.6)), rel=1e-6)
 
 
