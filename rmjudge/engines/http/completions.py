@@ -138,15 +138,8 @@ def parse_completion(
     if isinstance(usage.get("prompt_tokens"), int):
         details = usage.get("prompt_tokens_details") or {}
         evaluated = usage["prompt_tokens"] - int((details or {}).get("cached_tokens") or 0)
-    return Completion(
-        text=text,
-        token_ids=token_ids,
-        positions=positions,
-        finish=finish,
-        model=str(answer["model"]) if answer.get("model") else None,
-        evaluated_prompt_tokens=evaluated,
-        generated_tokens=generated if isinstance(generated, int) else None,
-    )
+    generated_tokens = generated if isinstance(generated, int) else None
+    return _completion(answer, text, token_ids, positions, finish, evaluated=evaluated, generated=generated_tokens)
 
 
 def _parse_native(answer: dict[str, Any], facts: ServerFacts, url: str) -> Completion:
@@ -163,14 +156,32 @@ def _parse_native(answer: dict[str, Any], facts: ServerFacts, url: str) -> Compl
     text = answer.get("content")
     if not isinstance(text, str):
         raise ServerAnswerError(f"{url} answered a completion without its content")
+    evaluated = int(timings["prompt_n"]) if isinstance(timings.get("prompt_n"), int) else None
+    prompt_seconds = float(timings.get("prompt_ms") or 0.0) / 1000.0
+    return _completion(answer, text, token_ids, positions, finish, evaluated=evaluated, prompt_seconds=prompt_seconds)
+
+
+def _completion(
+    answer: dict[str, Any],
+    text: str,
+    token_ids: list[int] | None,
+    positions: list[Position],
+    finish: str,
+    *,
+    evaluated: int | None,
+    generated: int | None = None,
+    prompt_seconds: float = 0.0,
+) -> Completion:
+    """A completion as either response shape gives it; the served model is read the same way from both."""
     return Completion(
         text=text,
         token_ids=token_ids,
         positions=positions,
         finish=finish,
         model=str(answer["model"]) if answer.get("model") else None,
-        evaluated_prompt_tokens=int(timings["prompt_n"]) if isinstance(timings.get("prompt_n"), int) else None,
-        prompt_seconds=float(timings.get("prompt_ms") or 0.0) / 1000.0,
+        evaluated_prompt_tokens=evaluated,
+        prompt_seconds=prompt_seconds,
+        generated_tokens=generated,
     )
 
 
