@@ -3,7 +3,8 @@
 
     python bench/bench_decide.py [--pairs 120] [--limit N] [--max-chars 1500] [--budget 0]
                                  [--samples-pairs 16] [--samples-budget 48] [--temperature 0.7]
-                                 [--model PATH.gguf] [--cache PATH] [--threads N]
+                                 [--model PATH.gguf] [--cache PATH] [--threads N] [--parallel 4]
+                                 [--compare-parallel 1 --compare-pairs 50]
 
 Pairs: a seeded draw of ``--pairs`` labelled pairs, as evenly as they allow, across the four files of
 ../shared/data (llmbar, hhh_alignment, pandalm_test, rm_bench), each no longer than ``--max-chars``
@@ -21,6 +22,10 @@ them (a quick look; the draw itself does not change).
    at ``--temperature``, ``--samples 1`` against ``--samples 3`` (seeds seed, seed+1, seed+2): accuracy
    under both rules and wall time. Sample 0 of the 3-sample run is the 1-sample run's trace (same
    seed: from the cache), so the 3-sample time is the 1-sample run's plus the extra traces'.
+4. With ``--compare-parallel Q``: the first ``--compare-pairs`` pairs judged again at ``--parallel Q``
+   with no cache, against the readings of step 1 (at ``--parallel``, default 4): how many orders give the
+   same verdict, how many pairs the same winner, and the largest difference in P(A). Batched arithmetic
+   may change a reading near a tie; this counts how often it does.
 
 Verdicts go through a verdict cache (``--cache``, default: rmjudge's own), so a re-run is cheap; its
 times then show cache hits (the table says how many traces were generated). Prints figures; asserts nothing.
@@ -172,6 +177,24 @@ def samples_table(judge: Judge, items: Sequence[LabelledPair], args: argparse.Na
         print(f"{samples:<9}{pct(agreement):>11}{pct(probability):>13}{generated:>18}{total / 60:>10.2f}")
 
 
+def parallel_table(judge: Judge, judged: Sequence[Judged], args: argparse.Namespace) -> None:
+    """The first ``--compare-pairs`` of ``judged`` again, at ``--compare-parallel``, uncached."""
+    head = list(judged[: args.compare_pairs])
+    other = Judge(
+        model=args.model, template=judge.template.id.removeprefix("rm-r1-"), max_tokens=args.budget, cache=None,
+        threads=args.threads, parallel=args.compare_parallel,
+    )  # fmt: skip
+    again, wall = judge_all(other, [j.item for j in head], f"--parallel {args.compare_parallel}")
+    pairs = list(zip(head, again, strict=True))
+    orders = [(t, u) for j, k in pairs for t, u in zip(j.traces, k.traces, strict=True)]
+    same_orders = sum(t.verdict == u.verdict for t, u in orders)
+    same_winners = sum(decide(j.traces).winner == decide(k.traces).winner for j, k in pairs)
+    largest = max(abs(t.probability_a - u.probability_a) for t, u in orders)
+    print(f"\n--parallel {args.parallel} against --parallel {args.compare_parallel} ({len(pairs)} pairs, budget "
+          f"{args.budget}, {wall / 60:.2f} min): same verdict in {same_orders}/{len(orders)} orders, same winner in "
+          f"{same_winners}/{len(pairs)} pairs, P(A) differs by at most {largest:.4f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=120)
@@ -185,12 +208,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--cache", type=Path, default=None, help="verdict cache file (default: rmjudge's own)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=4, help="sequences at once for steps 1 to 3")
+    parser.add_argument("--compare-parallel", type=int, default=None, help="step 4: judge again at this --parallel")
+    parser.add_argument("--compare-pairs", type=int, default=50)
     args = parser.parse_args()
 
     items = draw(args.pairs, args.max_chars, args.seed)[: args.limit]
     started = time.perf_counter()
     cache = VerdictCache(args.cache) if args.cache else VerdictCache()
-    judge = Judge(model=args.model, max_tokens=args.budget, cache=cache, threads=args.threads)
+    judge = Judge(model=args.model, max_tokens=args.budget, cache=cache, threads=args.threads, parallel=args.parallel)
     by_file = {name: sum(i.id.startswith(prefix) for i in items) for name, prefix in FILES.items()}
     print(
         f"model {args.model.name} ({time.perf_counter() - started:.1f} s to load) · {len(items)} pairs of at most "
@@ -202,6 +228,8 @@ def main() -> None:
     decision_table(judged)
     calibration_table(judged)
     samples_table(judge, items[: args.samples_pairs], args)
+    if args.compare_parallel is not None:
+        parallel_table(judge, judged, args)
 
 
 if __name__ == "__main__":
