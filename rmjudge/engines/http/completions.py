@@ -185,6 +185,13 @@ def _completion(
     )
 
 
+def generated_count(completion: Completion) -> int:
+    """Tokens a completion generated: as the server counted them, else the ids or positions it returned."""
+    if completion.generated_tokens is not None:
+        return completion.generated_tokens
+    return len(completion.token_ids) if completion.token_ids is not None else len(completion.positions)
+
+
 def _chat_positions(entries: Any, url: str) -> list[Position]:
     """llama.cpp's shape: ``[{id, token, logprob, top_logprobs: [{id, token, logprob}]}]``."""
     if not isinstance(entries, list):

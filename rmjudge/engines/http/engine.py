@@ -26,7 +26,7 @@ import httpx
 
 from rmjudge.chat import render_with_spans, safe_tokens
 from rmjudge.engines import EngineOptions
-from rmjudge.engines.base import EngineInfo, Job, Output, Prompt, Sampling
+from rmjudge.engines.base import EndpointFigures, EngineInfo, Job, Output, Prompt, Sampling
 from rmjudge.engines.http import completions, dialects, tokenizer
 from rmjudge.engines.http.client import Endpoint, Endpoints, HttpStatusError, RetryPolicy, ServerAnswerError
 from rmjudge.engines.http.completions import Completion
@@ -151,17 +151,11 @@ class HttpEngine:
         """``operation(call)`` on the least busy endpoint, retried elsewhere on faults."""
         return self._endpoints.use(lambda endpoint: operation(self._caller(endpoint)), stopped=stopped)[1]
 
-    def endpoint_figures(self) -> list[dict[str, Any]]:
-        """Per endpoint: requests answered, in flight, and whether it is set aside (for a summary)."""
+    def endpoint_figures(self) -> list[EndpointFigures]:
+        """Per endpoint: requests answered, tokens generated, in flight, set aside (progress and summaries)."""
         now = time.monotonic()
         return [
-            {
-                "endpoint": e.url,
-                "completed": e.completed,
-                "in_flight": e.in_flight,
-                "set_aside": e.set_aside_until > now,
-                "last_error": e.last_error,
-            }
+            EndpointFigures(e.url, e.completed, e.generated, e.in_flight, e.set_aside_until > now, e.last_error)
             for e in self._endpoints.all
         ]
 
@@ -321,6 +315,7 @@ class HttpEngine:
                     f"{endpoint.url} answered with model {completion.model!r}, not {served!r}: "
                     "was the server restarted with another model? Restart the run to judge with it"
                 )
+            self._endpoints.count_generated(endpoint, completions.generated_count(completion))
             return completion
 
         return self._endpoints.use(operation, prefer=prefer, stopped=stopped)
