@@ -49,6 +49,7 @@ from rmjudge.judge_orders import (
 )
 from rmjudge.judgment import Judgment, OrderJudgment  # noqa: F401 (OrderJudgment: still importable from here)
 from rmjudge.models import ResolvedModel
+from rmjudge.prefetch import NoItem, Prefetch
 from rmjudge.prompts import Pair, detect_family, load_template
 from rmjudge.verdict import PARSER_VERSION
 
@@ -62,6 +63,9 @@ VERDICT_ROOM = 32  # tokens kept free for a forced verdict
 # Jobs handed to the engine per slot at once: a run ends with slots idling while its last jobs finish,
 # so a larger window wastes less; each pair in it is only a few kilobytes of text.
 JOBS_PER_SLOT = 8
+# With work in hand, how long to wait for the next input item before running what there is: long beside
+# reading a line of a file, short beside judging one (a pipe fed a line at a time is judged as it comes).
+INPUT_WAIT = 0.2
 # Errors that are one pair's own: judge_many yields them in the pair's place. Any other error stops the run.
 PAIR_ERRORS = (ContextTooLongError, InputError)
 
@@ -246,26 +250,31 @@ class Judge:
 
         ``orders``: the orders each pair is judged in (default: the judge's ``order``); a request
         ``(pair, orders)`` gives one pair its own. The input is read lazily, a window of pairs ahead
-        of the engine. Errors that stop the whole run (the model cannot load, Ctrl-C) are raised.
+        of the engine, and never waited on while there is work (``rmjudge.prefetch``: a pipe fed a line
+        at a time is judged as it comes). An error the input raises is raised once every pair before
+        it is handed back. Errors that stop the whole run (the model cannot load, Ctrl-C) are raised.
         """
         default = ORDERS[self.order] if orders is None else checked_orders(orders)
-        source = iter(pairs)
         window = max(1, self.engine.info.parallel) * JOBS_PER_SLOT
         planned: deque[PairPlan] = deque()  # pairs read and not yet handed back, in input order
         exhausted = False
-        while not exhausted or planned:
-            pending: list[tuple[OrderPlan, Job]] = []
-            while not exhausted and len(pending) < window and len(planned) < window:
-                request = next(source, None)
-                if request is None:
-                    exhausted = True
-                    break
-                plan = self._plan(request, default)
-                planned.append(plan)
-                pending.extend((o, o.job) for o in plan.orders if o.job is not None)
-                yield from self._ready(planned)  # cache hits and errors need no engine
-            if pending:
-                yield from self._run(pending, planned)
+        with Prefetch(pairs, direct=isinstance(pairs, Sequence)) as source:
+            while not exhausted or planned:
+                pending: list[tuple[OrderPlan, Job]] = []
+                while not exhausted and len(pending) < window and len(planned) < window:
+                    # With nothing in hand, wait for the input as long as it takes; with work, not long.
+                    request = source.take(INPUT_WAIT if planned else None)
+                    exhausted = request is NoItem.ENDED
+                    if isinstance(request, NoItem):
+                        break
+                    plan = self._plan(request, default)
+                    planned.append(plan)
+                    pending.extend((o, o.job) for o in plan.orders if o.job is not None)
+                    yield from self._ready(planned)  # cache hits and errors need no engine
+                if pending:
+                    yield from self._run(pending, planned)
+        if source.failure is not None:
+            raise source.failure
 
     def _ready(self, planned: deque[PairPlan]) -> Iterator[Judgment | RmjudgeError]:
         while planned and planned[0].done:
@@ -380,7 +389,6 @@ class Judge:
         )
 
 
-
 def judge_along(
     items: Iterable[Item],
     request: Callable[[Item], Request | None],
@@ -399,7 +407,7 @@ def judge_along(
             yield item, None
             continue
         rest = ((later, request(later)) for later in source)
-        yield from _judged(itertools.chain([(item, wanted)], rest), judge())
+        yield from _judged(itertools.chain([(item, wanted)], rest), judge(), direct=isinstance(items, Sequence))
         return
 
 
@@ -411,8 +419,10 @@ _PASS = _PassThrough("nothing to judge")
 
 
 def _judged(
-    requested: Iterable[tuple[Item, Request | None]], judge: Judge
+    requested: Iterable[tuple[Item, Request | None]], judge: Judge, *, direct: bool
 ) -> Iterator[tuple[Item, Judgment | RmjudgeError | None]]:
+    # Filled where the requests are read (judge_many's reading thread, unless ``direct``), before each
+    # request is handed over, so an item is always here when its outcome comes.
     items: deque[Item] = deque()
 
     def requests() -> Iterator[Request]:
@@ -420,11 +430,10 @@ def _judged(
             items.append(item)
             yield _PASS if wanted is None else wanted
 
-    outcomes = judge.judge_many(requests())
+    # Items from a sequence are all at hand: their requests go as a list, read with no thread.
+    outcomes = judge.judge_many(list(requests()) if direct else requests())
     try:
         for outcome in outcomes:
             yield items.popleft(), None if outcome is _PASS else outcome
     finally:
         outcomes.close()  # the consumer stopped early (an error, --strict): the engine stops too
-
-
