@@ -177,12 +177,12 @@ def naive_verdict(text: str) -> str | None:
 def sequential_evaluated(orders: list[dict[str, Any]]) -> int:
     """Prompt tokens rmjudge 0.1 evaluated: one order after the other, keeping the longest common prefix
     with what the previous order left in the context (its prompt, completion and appendix)."""
-    from rmjudge.engines.llama import _common_prefix
+    from rmjudge.engines.llama.scheduler import common_prefix
 
     total, previous = 0, []
     for order in orders:
         prompt = order["prompt"]
-        total += len(prompt) - min(_common_prefix(previous, prompt), len(prompt) - 1)
+        total += len(prompt) - min(common_prefix(previous, prompt), len(prompt) - 1)
         previous = prompt + order["tokens"]
     return total
 

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from rmjudge.judge import Judge, Judgment, OrderJudgment
+    from rmjudge.judge import Judge
+    from rmjudge.judgment import Judgment, OrderJudgment
     from rmjudge.prompts import Message, Pair
     from rmjudge.verdict import parse_verdict
 
 _HOMES = {
     "Judge": "rmjudge.judge",
-    "Judgment": "rmjudge.judge",
-    "OrderJudgment": "rmjudge.judge",
+    "Judgment": "rmjudge.judgment",
+    "OrderJudgment": "rmjudge.judgment",
     "Message": "rmjudge.prompts",
     "Pair": "rmjudge.prompts",
     "parse_verdict": "rmjudge.verdict",

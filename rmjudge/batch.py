@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmjudge.engines.base import EndpointFigures, endpoint_figures
 from rmjudge.errors import ExitCode, RmjudgeError, Terminated, UsageError
 from rmjudge.judge import Judge, Judgment, judge_along
 from rmjudge.output import Interrupts, Sink, check_output_path
@@ -55,6 +56,18 @@ class BatchSummary:
     seconds: float = 0.0  # wall time of the whole run, load included
     interrupted: bool = False
     terminated: bool = False  # the interruption was SIGTERM (exit 143), not Ctrl-C (130)
+    endpoints: list[EndpointFigures] = field(default_factory=list)  # per server, with --endpoint
+
+    def add(self, record: Record, judgment: Judgment) -> None:
+        """Count one judged line."""
+        self.judged += 1
+        self.ties += judgment.winner == "tie"
+        self.forced += judgment.forced
+        self.cached += all(order.cached for order in judgment.orders)
+        self.engine_seconds += sum(order.seconds for order in judgment.orders)
+        if record.label is not None:
+            self.labelled += 1
+            self.agreed += judgment.winner == record.label
 
     @property
     def written(self) -> int:
@@ -84,10 +97,26 @@ class BatchSummary:
         load = f" (model load {_duration(self.load_seconds)})" if self.load_seconds else ""
         parts.append(_duration(self.seconds) + load)
         text = ", ".join(parts)
+        if self.endpoints:
+            judging = self.seconds - self.load_seconds
+            text += "; per endpoint: " + "; ".join(f"{e.endpoint} {endpoint_rate(e, judging)}" for e in self.endpoints)
         if self.resumed:
             failed = f", {self.resumed_failed} of them failed" if self.resumed_failed else ""
             text = f"resumed after {self.resumed} lines{failed}; " + text
         return text
+
+
+def endpoint_rate(figures: EndpointFigures, seconds: float) -> str:
+    """One server's share of a run: "41.2 tok/s, 120 requests", and why it is resting if it is."""
+    rate = f"{figures.tokens / seconds:.1f} tok/s, " if seconds > 0 else ""
+    resting = f", set aside ({figures.last_error})" if figures.set_aside else ""
+    return f"{rate}{figures.requests} requests{resting}"
+
+
+def _endpoint_fields(judge: Judge | None, seconds: float) -> dict[str, str]:
+    """Per-server progress fields, for an engine that spreads its jobs over several ({} otherwise)."""
+    figures = endpoint_figures(judge.engine) if judge is not None else []
+    return {e.endpoint.split("://")[-1]: endpoint_rate(e, seconds) for e in figures}
 
 
 def _duration(seconds: float) -> str:
@@ -174,15 +203,9 @@ def run_batch(
                 if isinstance(outcome, Judgment):
                     block = judgment_block(record, outcome, raw=raw)
                     sink.write(output_row(record, block, flat=flat))
-                    summary.judged += 1
-                    summary.ties += outcome.winner == "tie"
-                    summary.forced += outcome.forced
-                    summary.cached += all(order.cached for order in outcome.orders)
-                    summary.engine_seconds += sum(order.seconds for order in outcome.orders)
-                    if record.label is not None:
-                        summary.labelled += 1
-                        summary.agreed += outcome.winner == record.label
-                    update(advance=1, ties=summary.ties, forced=summary.forced)
+                    summary.add(record, outcome)
+                    judging = time.perf_counter() - started - summary.load_seconds
+                    update(advance=1, ties=summary.ties, forced=summary.forced, **_endpoint_fields(judge, judging))
                     continue
                 if outcome is not None:  # the pair's own error (too long for the context)
                     record = with_error(record, outcome)
@@ -206,4 +229,5 @@ def run_batch(
                 # when the loop had already ended (a pipe closed with the signal), that is here.
                 summary.stop(stop)
             summary.seconds = time.perf_counter() - started
+            summary.endpoints = endpoint_figures(judge.engine) if judge is not None else []
     return summary

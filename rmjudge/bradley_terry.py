@@ -1,6 +1,6 @@
 """Bradley-Terry scores from pairwise outcomes: the maximum-likelihood fit, bootstrap intervals, the
 share of resamples each candidate comes first in, and the win matrix. Pure numpy/scipy: what was
-compared reaches it as ``Compared`` (``rmjudge.rank.Comparison`` is one).
+compared reaches it as ``Compared`` (``rmjudge.ranking.Comparison`` is one).
 
 Strengths are natural log-odds, mean 0, fitted with a light Gaussian prior so that a candidate that
 wins everything stays finite; with a reference (the last player) they are relative to it.

@@ -31,7 +31,8 @@ from rmjudge.textio import decode_utf8
 from rmjudge.verdict import one_line_reason
 
 if TYPE_CHECKING:
-    from rmjudge.judge import Judge, Judgment
+    from rmjudge.judge import Judge
+    from rmjudge.judgment import Judgment
 
 DEFAULT_THRESHOLD = 0.6
 SOURCES = ("auto", "staged", "worktree")

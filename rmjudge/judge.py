@@ -19,7 +19,7 @@ import copy
 import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -37,16 +37,21 @@ from rmjudge.decision import (
 )
 from rmjudge.engines import AnswerFormat, Engine, EngineOptions, Job, Output, Prompt, Sampling, build_engine
 from rmjudge.errors import ContextTooLongError, InputError, RmjudgeError, UsageError
-from rmjudge.models import ResolvedModel
-from rmjudge.prompts import Message, Pair, PromptTemplate, detect_family, load_template
-from rmjudge.verdict import (
-    PARSER_VERSION,
-    Rationale,
-    block_left_open,
-    forced_appendix,
-    parse_verdict,
-    stop_counts,
+from rmjudge.judge_orders import (
+    OrderPlan,
+    PairPlan,
+    answer_format,
+    block_the_template_opens,
+    checked_orders,
+    order_judgment,
+    stored_output,
+    template_messages,
 )
+from rmjudge.judgment import Judgment, OrderJudgment  # noqa: F401 (OrderJudgment: still importable from here)
+from rmjudge.models import ResolvedModel
+from rmjudge.prefetch import NoItem, Prefetch
+from rmjudge.prompts import Pair, detect_family, load_template
+from rmjudge.verdict import PARSER_VERSION
 
 if TYPE_CHECKING:
     from rmjudge.rank import Ranking
@@ -55,141 +60,19 @@ ORDERS = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
 # Per family: the reasoning family thinks at length before it answers.
 DEFAULT_MAX_TOKENS = {"instruct": 2048, "reasoning": 4096}
 VERDICT_ROOM = 32  # tokens kept free for a forced verdict
-CHOICES = ("A", "B")
-STOP = "</answer>"
-PROBE = "<answer>[["
 # Jobs handed to the engine per slot at once: a run ends with slots idling while its last jobs finish,
 # so a larger window wastes less; each pair in it is only a few kilobytes of text.
 JOBS_PER_SLOT = 8
+# With work in hand, how long to wait for the next input item before running what there is: long beside
+# reading a line of a file, short beside judging one (a pipe fed a line at a time is judged as it comes).
+INPUT_WAIT = 0.2
 # Errors that are one pair's own: judge_many yields them in the pair's place. Any other error stops the run.
 PAIR_ERRORS = (ContextTooLongError, InputError)
-
-# A pair, or a pair with its own orders (RM-R1's official protocol draws one order per pair).
 
 # A pair, a pair with its own orders, or an error the caller already has for this place in the
 # stream (a line it could not read): that passes through in its place, as soon as all before it are done.
 Request = Pair | tuple[Pair, Sequence[str]] | RmjudgeError
 Item = TypeVar("Item")
-
-
-@dataclass(frozen=True)
-class OrderJudgment:
-    """One order's judgment (one sample of it, with ``samples``). ``verdict`` is in the user's labels;
-    ``position_verdict`` is what the model answered about the positions it saw (they differ in the ``ba`` order)."""
-
-    order: str  # "ab": the user's A shown as Chatbot A; "ba": swapped
-    sample: int  # 0 to samples - 1: this order's trace with seed + sample
-    verdict: str
-    position_verdict: str
-    probability: float  # P(verdict) at the verdict token, normalised over A and B
-    probability_a: float  # the same reading, as P(the user's A is better)
-    forced: bool  # no answer within the budget: the verdict was read off after "<answer>[["
-    rationale: Rationale
-    tokens_in: int
-    tokens_out: int
-    seconds: float
-    stopped_by: str  # "stop", "eos", "length", or "none" (budget 0)
-    cached: bool
-    completion: str = field(repr=False)
-
-    def to_dict(self, raw: bool = False) -> dict[str, Any]:
-        data = asdict(self)
-        if not raw:
-            del data["completion"]
-        return data
-
-
-@dataclass(frozen=True)
-class Judgment:
-    winner: str  # "A", "B" or "tie", by the rule in meta["decision"]
-    confidence: float  # calibrated where a calibration is stored (then ``confidence_raw`` is the raw one)
-    consistent: bool  # every order (and sample) gave the same verdict
-    probability_a: float  # the mean raw P(A better) over every order and sample
-    orders: list[OrderJudgment]  # every order's reading; with samples, each order's samples in turn
-    meta: dict[str, Any]  # model, template, sampling, decision, versions: what reproduces this judgment
-    votes: dict[str, int] = field(default_factory=dict)  # readings per verdict: {"A": 2, "B": 0}
-    confidence_raw: float | None = None  # the uncalibrated confidence; None: no calibration applied
-
-    @property
-    def forced(self) -> bool:
-        return any(o.forced for o in self.orders)
-
-    @property
-    def calibrated(self) -> bool:
-        return self.confidence_raw is not None
-
-    def to_dict(self, raw: bool = False) -> dict[str, Any]:
-        calibrated = {"confidence_raw": self.confidence_raw, "calibrated": True} if self.calibrated else {}
-        return {
-            "winner": self.winner,
-            "confidence": self.confidence,
-            **calibrated,
-            "consistent": self.consistent,
-            "probability_a": self.probability_a,
-            "votes": self.votes,
-            "orders": [o.to_dict(raw) for o in self.orders],
-            **self.meta,
-        }
-
-
-@dataclass
-class _OrderPlan:
-    """One order of a pair (one sample of it) on its way: a cache hit (``stored``) or a job for the engine."""
-
-    order: str
-    sample: int
-    opened: str | None  # the quote block the template leaves open, where the completion starts
-    key: str | None  # the verdict cache key (None without a cache)
-    stored: dict[str, Any] | None  # what the cache holds for this order, once known
-    cached: bool
-    job: Job | None
-
-
-@dataclass
-class _PairPlan:
-    orders: list[_OrderPlan]
-    error: RmjudgeError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.error is not None or all(o.stored is not None for o in self.orders)
-
-
-def _messages(template: PromptTemplate, pair: Pair) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in template.render(pair)]
-
-
-def _block_the_template_opens(template: PromptTemplate, pair: Pair) -> str | None:
-    """The quote block a template leaves open at the end of its prompt (a custom one ending in
-    ``<quote_B>``), read with neutral texts in place of the judged ones: they cannot open one."""
-    neutral = Pair(
-        a="x",
-        b="x",
-        question=None if pair.question is None else "x",
-        conversation=tuple(Message(m.role, "x") for m in pair.conversation),
-    )
-    return block_left_open(template.render(neutral)[-1].content)
-
-
-def _checked_orders(orders: Sequence[str]) -> tuple[str, ...]:
-    if not orders or any(order not in ("ab", "ba") for order in orders):
-        raise UsageError(f"orders {list(orders)!r}: give one or both of 'ab' and 'ba'")
-    return tuple(orders)
-
-
-def _answer_format(reasoning: bool, opened: str | None) -> AnswerFormat:
-    """RM-R1's answer markup, as the engine needs it: where generation may stop and where the verdict is read."""
-
-    def accept_stop(text: str) -> bool:
-        # A </answer> inside a quote of a response, or inside the thinking, is not the end.
-        return stop_counts(text, reasoning=reasoning, opened=opened)
-
-    def appendix(text: str, probabilities_read: bool) -> str | None:
-        # No verdict (budget spent, or the model stopped without one): close the reasoning or the quote
-        # and ask for it. With a verdict but no reading of it, ask again after it for the confidence.
-        return forced_appendix(text, reasoning=reasoning, probabilities_read=probabilities_read, opened=opened)
-
-    return AnswerFormat(stop=STOP, probe=PROBE, choices=CHOICES, accept_stop=accept_stop, appendix=appendix)
 
 
 def load_engine(
@@ -326,7 +209,7 @@ class Judge:
         when the pair brings none)."""
         if pair.criteria is None and self.criteria is not None:
             pair = replace(pair, criteria=self.criteria)
-        return _messages(self.template, pair if order == "ab" else pair.swapped())
+        return template_messages(self.template, pair if order == "ab" else pair.swapped())
 
     def compare(self, question: str | None, a: str, b: str) -> Judgment:
         """Which of ``a`` and ``b`` answers ``question`` better (None: the default task statement)."""
@@ -367,33 +250,38 @@ class Judge:
 
         ``orders``: the orders each pair is judged in (default: the judge's ``order``); a request
         ``(pair, orders)`` gives one pair its own. The input is read lazily, a window of pairs ahead
-        of the engine. Errors that stop the whole run (the model cannot load, Ctrl-C) are raised.
+        of the engine, and never waited on while there is work (``rmjudge.prefetch``: a pipe fed a line
+        at a time is judged as it comes). An error the input raises is raised once every pair before
+        it is handed back. Errors that stop the whole run (the model cannot load, Ctrl-C) are raised.
         """
-        default = ORDERS[self.order] if orders is None else _checked_orders(orders)
-        source = iter(pairs)
+        default = ORDERS[self.order] if orders is None else checked_orders(orders)
         window = max(1, self.engine.info.parallel) * JOBS_PER_SLOT
-        planned: deque[_PairPlan] = deque()  # pairs read and not yet handed back, in input order
+        planned: deque[PairPlan] = deque()  # pairs read and not yet handed back, in input order
         exhausted = False
-        while not exhausted or planned:
-            pending: list[tuple[_OrderPlan, Job]] = []
-            while not exhausted and len(pending) < window and len(planned) < window:
-                request = next(source, None)
-                if request is None:
-                    exhausted = True
-                    break
-                plan = self._plan(request, default)
-                planned.append(plan)
-                pending.extend((o, o.job) for o in plan.orders if o.job is not None)
-                yield from self._ready(planned)  # cache hits and errors need no engine
-            if pending:
-                yield from self._run(pending, planned)
+        with Prefetch(pairs, direct=isinstance(pairs, Sequence)) as source:
+            while not exhausted or planned:
+                pending: list[tuple[OrderPlan, Job]] = []
+                while not exhausted and len(pending) < window and len(planned) < window:
+                    # With nothing in hand, wait for the input as long as it takes; with work, not long.
+                    request = source.take(INPUT_WAIT if planned else None)
+                    exhausted = request is NoItem.ENDED
+                    if isinstance(request, NoItem):
+                        break
+                    plan = self._plan(request, default)
+                    planned.append(plan)
+                    pending.extend((o, o.job) for o in plan.orders if o.job is not None)
+                    yield from self._ready(planned)  # cache hits and errors need no engine
+                if pending:
+                    yield from self._run(pending, planned)
+        if source.failure is not None:
+            raise source.failure
 
-    def _ready(self, planned: deque[_PairPlan]) -> Iterator[Judgment | RmjudgeError]:
+    def _ready(self, planned: deque[PairPlan]) -> Iterator[Judgment | RmjudgeError]:
         while planned and planned[0].done:
             yield self._finish(planned.popleft())
 
     def _run(
-        self, pending: list[tuple[_OrderPlan, Job]], planned: deque[_PairPlan]
+        self, pending: list[tuple[OrderPlan, Job]], planned: deque[PairPlan]
     ) -> Iterator[Judgment | RmjudgeError]:
         """Every pending job in one engine run; each pair handed back as soon as it and those before it are done."""
         outputs = self.engine.run([job for _, job in pending])
@@ -411,20 +299,20 @@ class Judge:
 
     # -- plan ------------------------------------------------------------------------------------
 
-    def _plan(self, request: Request, default: tuple[str, ...]) -> _PairPlan:
+    def _plan(self, request: Request, default: tuple[str, ...]) -> PairPlan:
         if isinstance(request, RmjudgeError):
-            return _PairPlan([], request)
-        pair, orders = (request, default) if isinstance(request, Pair) else (request[0], _checked_orders(request[1]))
-        opened = _block_the_template_opens(self.template, pair)
+            return PairPlan([], request)
+        pair, orders = (request, default) if isinstance(request, Pair) else (request[0], checked_orders(request[1]))
+        opened = block_the_template_opens(self.template, pair)
         try:
-            return _PairPlan([plan for order in orders for plan in self._plan_order(pair, order, opened)])
+            return PairPlan([plan for order in orders for plan in self._plan_order(pair, order, opened)])
         except PAIR_ERRORS as error:
-            return _PairPlan([], error)  # none of this pair's orders runs
+            return PairPlan([], error)  # none of this pair's orders runs
 
-    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> list[_OrderPlan]:
+    def _plan_order(self, pair: Pair, order: str, opened: str | None) -> list[OrderPlan]:
         """Each sample of one order: its cache hit, or its job (the prompt formatted once for all)."""
         messages = self.prompt_messages(pair, order)
-        plans: list[_OrderPlan] = []
+        plans: list[OrderPlan] = []
         prompt: Prompt | None = None
         for sample in range(self.samples):
             # Sample i draws with seed + i: its own trace, and its own cache entry.
@@ -432,15 +320,15 @@ class Judge:
             key = self._key(messages, sampling) if self.cache is not None else None
             stored = self.cache.get(key) if self.cache is not None and key is not None else None
             if stored is not None:
-                plans.append(_OrderPlan(order, sample, opened, key, stored, cached=True, job=None))
+                plans.append(OrderPlan(order, sample, opened, key, stored, cached=True, job=None))
                 continue
             prompt = prompt or self.engine.format_prompt(messages)
             # A long prompt leaves less room to reason; the verdict is forced when that runs out.
             budget = min(self.max_tokens, self._room(prompt))
             if opened not in self._answers:
-                self._answers[opened] = _answer_format(self.reasoning, opened)
+                self._answers[opened] = answer_format(self.reasoning, opened)
             job = Job(prompt, budget, sampling, self._answers[opened])
-            plans.append(_OrderPlan(order, sample, opened, key, None, cached=False, job=job))
+            plans.append(OrderPlan(order, sample, opened, key, None, cached=False, job=job))
         return plans
 
     def _key(self, messages: list[dict[str, str]], sampling: Sampling) -> str:
@@ -474,30 +362,16 @@ class Judge:
 
     # -- finish ----------------------------------------------------------------------------------
 
-    def _store(self, plan: _OrderPlan, output: Output) -> None:
+    def _store(self, plan: OrderPlan, output: Output) -> None:
         """An order's output as the verdict cache holds it, stored at once (an interrupted run keeps it)."""
-        forced = parse_verdict(output.text, reasoning=self.reasoning, opened=plan.opened).verdict is None
-        probabilities = dict(output.choice_probabilities)
-        completion = output.text
-        if forced:  # the engine read the verdict after the appendix: write it out as the model would have
-            choice = max(probabilities, key=probabilities.__getitem__)
-            completion += f"{output.appendix or ''}{choice}]]{STOP}"
-        plan.stored = {
-            "completion": completion,
-            "probabilities": probabilities,
-            "forced": forced,
-            "tokens_out": len(output.tokens),
-            "stopped_by": output.stopped_by,
-            "seconds": output.seconds,
-            "tokens_in": output.prompt_tokens,
-        }
+        plan.stored = stored_output(output, reasoning=self.reasoning, opened=plan.opened)
         if self.cache is not None and plan.key is not None:
             self.cache.put(plan.key, plan.stored)
 
-    def _finish(self, plan: _PairPlan) -> Judgment | RmjudgeError:
+    def _finish(self, plan: PairPlan) -> Judgment | RmjudgeError:
         if plan.error is not None:
             return plan.error
-        results = [self._order_judgment(o) for o in plan.orders]
+        results = [order_judgment(o, reasoning=self.reasoning) for o in plan.orders]
         decision = decide([Trace(r.order, r.verdict, r.probability_a) for r in results], self.rule, self.tie_margin)
         confidence, raw = decision.confidence, None
         if self.calibration is not None:
@@ -512,31 +386,6 @@ class Judge:
             meta=self.meta(),
             votes=decision.votes,
             confidence_raw=raw,
-        )
-
-    def _order_judgment(self, plan: _OrderPlan) -> OrderJudgment:
-        stored, order = plan.stored, plan.order
-        assert stored is not None
-        parsed = parse_verdict(stored["completion"], reasoning=self.reasoning, opened=plan.opened)
-        position_verdict = parsed.verdict or max(stored["probabilities"], key=stored["probabilities"].get)
-        p_position_a = stored["probabilities"]["A"]
-        verdict = position_verdict if order == "ab" else {"A": "B", "B": "A"}[position_verdict]
-        probability_a = p_position_a if order == "ab" else 1.0 - p_position_a
-        return OrderJudgment(
-            order=order,
-            sample=plan.sample,
-            verdict=verdict,
-            position_verdict=position_verdict,
-            probability=probability_a if verdict == "A" else 1.0 - probability_a,
-            probability_a=probability_a,
-            forced=stored["forced"],
-            rationale=parsed.rationale,
-            tokens_in=stored["tokens_in"],
-            tokens_out=stored["tokens_out"],
-            seconds=0.0 if plan.cached else stored["seconds"],
-            stopped_by=stored["stopped_by"],
-            cached=plan.cached,
-            completion=stored["completion"],
         )
 
 
@@ -558,7 +407,7 @@ def judge_along(
             yield item, None
             continue
         rest = ((later, request(later)) for later in source)
-        yield from _judged(itertools.chain([(item, wanted)], rest), judge())
+        yield from _judged(itertools.chain([(item, wanted)], rest), judge(), direct=isinstance(items, Sequence))
         return
 
 
@@ -570,8 +419,10 @@ _PASS = _PassThrough("nothing to judge")
 
 
 def _judged(
-    requested: Iterable[tuple[Item, Request | None]], judge: Judge
+    requested: Iterable[tuple[Item, Request | None]], judge: Judge, *, direct: bool
 ) -> Iterator[tuple[Item, Judgment | RmjudgeError | None]]:
+    # Filled where the requests are read (judge_many's reading thread, unless ``direct``), before each
+    # request is handed over, so an item is always here when its outcome comes.
     items: deque[Item] = deque()
 
     def requests() -> Iterator[Request]:
@@ -579,11 +430,10 @@ def _judged(
             items.append(item)
             yield _PASS if wanted is None else wanted
 
-    outcomes = judge.judge_many(requests())
+    # Items from a sequence are all at hand: their requests go as a list, read with no thread.
+    outcomes = judge.judge_many(list(requests()) if direct else requests())
     try:
         for outcome in outcomes:
             yield items.popleft(), None if outcome is _PASS else outcome
     finally:
         outcomes.close()  # the consumer stopped early (an error, --strict): the engine stops too
-
-

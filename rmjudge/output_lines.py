@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rmjudge.errors import RmjudgeError
-from rmjudge.judge import Judgment
+from rmjudge.judgment import Judgment
 from rmjudge.records import Record
 from rmjudge.verdict import one_line_reason
 

@@ -21,7 +21,8 @@ import orjson
 from rmjudge.batch import error_block, output_row
 from rmjudge.errors import ContextTooLongError, ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.prompts import Message
-from rmjudge.rank import PairJudge, Ranking, check_candidates, choose_strategy, rank
+from rmjudge.rank import check_candidates, choose_strategy, rank
+from rmjudge.ranking import PairJudge, Ranking
 from rmjudge.records import Record, iter_lines, split_transcript
 from rmjudge.rewards import completion_text, request_of
 from rmjudge.textio import decode_utf8, read_question, read_text, strip_bom

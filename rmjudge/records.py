@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -313,10 +313,25 @@ def _pair(data: Mapping[str, Any], schema: Schema) -> tuple[Pair, str | None]:
 def iter_lines(source: str) -> Iterator[bytes]:
     """The raw lines of file ``source``, or of standard input for ``-``, streamed."""
     if source == "-":
-        yield from sys.stdin.buffer
+        stdin = _own_reader_of_stdin()
+        try:
+            yield from stdin
+        finally:
+            if stdin is not sys.stdin.buffer:
+                stdin.close()  # its own reader only: the descriptor stays open
         return
     with open_input(source, "JSONL file") as handle:
         yield from handle
+
+
+def _own_reader_of_stdin() -> BinaryIO:
+    """A reader of its own on standard input's descriptor, where it has one. The judge reads its input
+    in a thread (``rmjudge.prefetch``); one still waiting on a pipe inside ``sys.stdin``'s reader at exit
+    would hold that reader's lock, and Python aborts (exit 134) when it closes it."""
+    try:
+        return open(sys.stdin.fileno(), "rb", closefd=False)
+    except (AttributeError, OSError, ValueError):  # no descriptor (an in-memory stdin): it never blocks
+        return sys.stdin.buffer
 
 
 def count_records(source: str) -> int | None:

@@ -26,9 +26,10 @@ from typing import Any
 
 import orjson
 
+from rmjudge.bradley_terry import REFERENCE, win_matrix
 from rmjudge.errors import ContextTooLongError, RmjudgeError, UsageError
 from rmjudge.prompts import Message, Pair
-from rmjudge.rank import REFERENCE, Comparison, PairJudge, win_matrix
+from rmjudge.ranking import Comparison, PairJudge
 
 RewardFunction = Callable[..., list[float | None]]
 

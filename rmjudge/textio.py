@@ -129,15 +129,3 @@ def _text_or_file(
         where = f" in {'standard input' if value == '-' else value}" if from_file else ""
         warn(f"{what}{where} is empty: {when_empty}")
     return None
-    from_file = value == "-" or (len(value) < 4096 and "\n" not in value and Path(value).is_file())
-    if not from_file and _looks_like_a_file_name(value):
-        raise InputError(
-            f"--question {value}: no such file (to ask it as the question itself, add a space or end it with '?')"
-        )
-    text = read_text(value, stdin_used) if from_file else value
-    if text.strip():
-        return text
-    if warn is not None:
-        where = f" in {'standard input' if value == '-' else value}" if from_file else ""
-        warn(f"the question{where} is empty: judging with the default task statement")
-    return None

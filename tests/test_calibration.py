@@ -234,8 +234,8 @@ def test_real_eval_calibrate_then_compare(gemma_path: Path, tmp_path: Path) -> N
 def test_the_report_shows_the_fit_and_compare_lists_it(scripted: FakeEngine, tmp_path: Path) -> None:
     from rich.console import Console
 
-    from rmjudge.metrics import compare_reports
     from rmjudge.render.report import report_view
+    from rmjudge.report_compare import compare_reports
 
     report = orjson.loads(invoke_cli("eval", str(_labelled(tmp_path)), "--calibrate", "--json").stdout)
     console = Console(width=200, record=True)

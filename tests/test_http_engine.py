@@ -366,3 +366,5 @@ def test_batch_over_two_endpoints_with_one_killed_loses_and_duplicates_no_line(
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["id"] for line in lines] == [row["id"] for row in rows]  # every line once, in input order
     assert all(line["rmjudge"]["winner"] in ("A", "B", "tie") for line in lines) and summary.failed == 0
+    survivor = next(f for f in summary.endpoints if f.endpoint == gemma_server)  # per-endpoint figures
+    assert survivor.requests > 0 and survivor.tokens > 0 and f"per endpoint: {gemma_server} " in summary.line()

@@ -4,15 +4,19 @@ tests/test_http_engine.py."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rmjudge.engines import ENTRY_POINT_GROUP, EngineOptions
 from rmjudge.engines.base import AnswerFormat, Job, Prompt, Sampling
-from rmjudge.engines.http import HttpEngine, NoEndpointError, RetryPolicy, ServerAnswerError, dialects
+from rmjudge.engines.http import HttpEngine, NoEndpointError, RetryPolicy, ServerAnswerError, completions
 from rmjudge.errors import ExitCode, UsageError
 from tests.fakeserver import CHATML, FakeServer, chatml, tokenize
 
@@ -91,7 +95,7 @@ def test_vllm_template_is_applied_by_the_server_and_logprobs_read_in_the_legacy_
     assert tokenize_bodies and tokenize_bodies[0]["add_generation_prompt"] is True
     [(_, output)] = list(http.run(jobs(prompt, 1)))
     body = server.completions()[-1]
-    assert body["prompt"] == list(prompt.tokens) and body["logprobs"] == dialects.TOP_LOGPROBS
+    assert body["prompt"] == list(prompt.tokens) and body["logprobs"] == completions.TOP_LOGPROBS
     assert output.choice_probabilities == pytest.approx({"A": 0.2, "B": 0.8})  # read by token text (legacy shape)
     assert output.text.endswith("</answer>") and output.stopped_by == "stop"
 
@@ -99,7 +103,7 @@ def test_vllm_template_is_applied_by_the_server_and_logprobs_read_in_the_legacy_
 def test_llama_server_v1_chat_style_logprobs_are_read(servers: list[FakeServer]) -> None:
     """llama-server's /v1/completions puts its own token entries under choices[0].logprobs.content."""
     server = serve(servers, dialect="llama-server")
-    facts = engine(server.url)._facts
+    facts = engine(server.url).facts
     answer = {
         "model": "m",
         "choices": [
@@ -134,9 +138,9 @@ def test_llama_server_v1_chat_style_logprobs_are_read(servers: list[FakeServer])
             }
         ],
     }
-    completion = dialects.parse_completion(answer, facts, "</answer>", server.url)
+    completion = completions.parse_completion(answer, facts, "</answer>", server.url)
     assert [p.text for p in completion.positions] == ["[", "[", "B"] and completion.finish == "length"
-    probabilities = dialects.choice_probabilities(completion.positions[2].top, [65, 66], ("A", "B"))
+    probabilities = completions.choice_probabilities(completion.positions[2].top, [65, 66], ("A", "B"))
     assert probabilities is not None and probabilities["B"] == pytest.approx(1 / (1 + pow(2.718281828, -1.6)), rel=1e-6)
 
 
@@ -236,8 +240,9 @@ def test_a_fault_is_retried_on_another_endpoint(servers: list[FakeServer]) -> No
     second.fail_next("500", 1)
     results = list(http.run(jobs(prompt, 6)))
     assert len(results) == 6 and all(o.extra["endpoint"] == second.url for _, o in results)
-    figures = {f["endpoint"]: f for f in http.endpoint_figures()}
-    assert "HTTP 500" in figures[first.url]["last_error"]
+    figures = {f.endpoint: f for f in http.endpoint_figures()}
+    assert "HTTP 500" in figures[first.url].last_error
+    assert figures[second.url].requests >= 6 and figures[second.url].tokens > 0
 
 
 def test_no_endpoint_left_names_every_endpoint_and_exits_4(servers: list[FakeServer]) -> None:
@@ -368,3 +373,33 @@ def test_markup_inside_judged_texts_stays_text_in_token_id_prompts(servers: list
     assert prompt.tokens.count(100_000) == 3 and prompt.tokens.count(100_001) == 2  # the template's own, only
     plain = http.format_prompt(MESSAGES)
     assert list(plain.tokens) == tokenize(plain.text, special=True)  # ordinary texts: tokens as before
+
+
+def test_batch_shows_each_endpoints_share_as_it_goes_and_in_the_summary(
+    servers: list[FakeServer], tmp_path: Path
+) -> None:
+    from rmjudge.batch import run_batch
+    from rmjudge.judge import Judge
+
+    first, second = serve(servers, dialect="vllm"), serve(servers, dialect="vllm")
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"What is {i} + 1?", "chosen": str(i + 1), "rejected": str(i + 2)} for i in range(6)]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    shown: list[dict[str, Any]] = []
+
+    @contextmanager
+    def recording(total: int | None, **fields: Any) -> Iterator[Callable[..., None]]:
+        yield lambda advance=0, **changes: shown.append(changes)
+
+    def judge() -> Judge:
+        return Judge(engine(first.url, second.url, concurrency=1), max_tokens=64)
+
+    summary = run_batch(str(source), str(tmp_path / "out.jsonl"), judge, progress=recording)
+    assert summary.judged == 6
+    hosts = {first.url.split("://")[1], second.url.split("://")[1]}
+    assert hosts <= set(shown[-1])  # the bar shows each server's rate and requests
+    assert all("tok/s" in shown[-1][host] for host in hosts)
+    figures = {f.endpoint: f for f in summary.endpoints}
+    assert set(figures) == {first.url, second.url}
+    assert sum(f.requests for f in figures.values()) >= 12 and all(f.tokens > 0 for f in figures.values())
+    assert f"per endpoint: {first.url} " in summary.line() and f"; {second.url} " in summary.line()

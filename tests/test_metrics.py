@@ -13,12 +13,10 @@ from rmjudge.metrics import (
     bootstrap_interval,
     build_report,
     calibration,
-    compare_reports,
     first_position_rate,
     flip_rate,
     forced_rate,
     length_bias,
-    report_rows,
     rewardbench_sections,
     rm_bench,
     rm_bench_difficulty,
@@ -28,6 +26,7 @@ from rmjudge.metrics import (
     tie_rate,
     tokens,
 )
+from rmjudge.report_compare import compare_reports, report_rows
 
 SWAP = {"A": "B", "B": "A"}
 

@@ -13,19 +13,14 @@ import orjson
 import pytest
 
 from rmjudge import rank_io
+from rmjudge.bradley_terry import REFERENCE, fit, fit_bradley_terry, win_counts
 from rmjudge.cache import VerdictCache
 from rmjudge.errors import ContextTooLongError, ExitCode, InputError, RmjudgeError, UsageError
 from rmjudge.judge import Judge, Judgment
 from rmjudge.prompts import Message, Pair
-from rmjudge.rank import (
-    REFERENCE,
-    Comparison,
-    adaptive_budget,
-    fit,
-    fit_bradley_terry,
-    rank,
-    win_counts,
-)
+from rmjudge.rank import rank
+from rmjudge.rank_strategies import adaptive_budget
+from rmjudge.ranking import Comparison
 from tests.conftest import run_cli
 from tests.judges import StrengthJudge
 

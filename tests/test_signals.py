@@ -24,11 +24,13 @@ from rmjudge.evaluate import load_pairs, run_eval
 from rmjudge.judge import Judge
 from rmjudge.output import Interrupts
 from tests.conftest import ROOT, FakeEngine
+from tests.fakeserver import FakeServer
 from tests.test_batch import (
     LLMBAR,
     _complete_rows,
     _raise_terminated,
     _shortest_lines,
+    default_signals,
     pair_row,
     signal_after_lines,
     write_lines,
@@ -99,6 +101,50 @@ def test_sigterm_stops_eval_with_every_written_result_kept(
         run_eval(judge, items, protocol="both", seed=0, run={"data": "in.jsonl"}, out=out)
     kinds = [(row["kind"], row.get("id")) for row in _complete_rows(out)]
     assert kinds == [("run", None), ("pair", "p1"), ("pair", "p2")]
+
+
+# -- the command line, reading a pipe that stays open ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signum", "exit_code"), [(signal.SIGTERM, ExitCode.TERMINATED), (signal.SIGINT, ExitCode.INTERRUPTED)]
+)
+def test_a_pipe_fed_a_line_at_a_time_is_judged_as_it_comes_and_a_signal_still_stops_it_cleanly(
+    signum: int, exit_code: int, tmp_path: Path
+) -> None:
+    """``tail -f log | rmjudge batch -``: each line is written before the next is fed; a signal while the
+    input thread waits on the open pipe exits with the signal's code, every line kept (Python aborts,
+    exit 134, if that thread is left holding sys.stdin's lock)."""
+    server = FakeServer()  # an OpenAI-compatible server on 127.0.0.1, no model to load
+    out = tmp_path / "out.jsonl"
+    command = ["batch", "-", "-o", str(out), "--endpoint", server.url, "--template", "instruct", "--max-tokens", "64"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rmjudge", *command],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+        preexec_fn=default_signals,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        for line in (1, 2):
+            process.stdin.write(json.dumps(pair_row(line)).encode() + b"\n")
+            process.stdin.flush()
+            deadline = time.monotonic() + 120
+            while not (out.exists() and out.read_bytes().count(b"\n") == line):
+                assert process.poll() is None and time.monotonic() < deadline, f"line {line} was not written"
+                time.sleep(0.05)
+        process.send_signal(signum)  # the pipe is still open: the reading thread waits on it
+        code = process.wait(timeout=60)
+        stderr = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdin.close()
+        process.stderr.close()
+        server.stop()
+    assert code == exit_code, stderr
+    assert "interrupted" in stderr and "Fatal Python error" not in stderr and "Traceback" not in stderr
+    assert [row["id"] for row in _complete_rows(out)] == ["p1", "p2"]
 
 
 # -- the command line, with a real model ---------------------------------------------------------

@@ -80,7 +80,7 @@ def eval_command(
     Exit codes: 0 done, 2 usage, 3 unreadable input, 4 model.
     """
     from rmjudge import evaluate as evaluating
-    from rmjudge import metrics
+    from rmjudge import metrics, report_compare
     from rmjudge.render import console, report
 
     mode = evaluating.eval_mode(
@@ -92,7 +92,7 @@ def eval_command(
     as_json = console.wants_json(json_output)
     if mode == "compare":
         assert compare_files is not None
-        rows = metrics.compare_reports(*(evaluating.read_report(path) for path in compare_files))
+        rows = report_compare.compare_reports(*(evaluating.read_report(path) for path in compare_files))
         a, b = map(str, compare_files)
         _show({"a": a, "b": b, "metrics": rows}, lambda: report.comparison_view(rows, a, b), as_json)
         return

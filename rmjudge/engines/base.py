@@ -100,6 +100,25 @@ class EngineInfo:
     versions: Mapping[str, str]  # library/server versions recorded in every judgment
 
 
+@dataclass(frozen=True)
+class EndpointFigures:
+    """What one server of an engine that spreads its jobs over several has done so far in this process."""
+
+    endpoint: str  # as the user named it
+    requests: int  # requests it answered
+    tokens: int  # tokens it generated for them (as the server counts them, else as it returned them)
+    in_flight: int
+    set_aside: bool  # resting after failures
+    last_error: str  # the last failure ("" when none)
+
+
+def endpoint_figures(engine: object) -> list[EndpointFigures]:
+    """Per server, for an engine that offers ``endpoint_figures()`` (the http engine); [] for one that does
+    not. Not part of ``Engine``: a one-model engine has nothing to report, and need not say so."""
+    figures = getattr(engine, "endpoint_figures", None)
+    return list(figures()) if callable(figures) else []
+
+
 class Engine(Protocol):
     """What the judge needs from a backend. ``run`` is the one method that does the work."""
 

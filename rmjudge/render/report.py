@@ -129,7 +129,7 @@ def report_view(report: dict[str, Any]) -> Group:
 
 
 def comparison_view(rows: list[dict[str, Any]], name_a: str, name_b: str) -> Table:
-    """``metrics.compare_reports`` rows side by side, with b - a."""
+    """``report_compare.compare_reports`` rows side by side, with b - a."""
     table = Table(title=f"a: {escape(name_a)}   b: {escape(name_b)}", title_justify="left")
     table.add_column("metric")
     for column in ("a", "b", "b - a"):

@@ -35,7 +35,7 @@ from rmjudge.serve.batcher import Batcher, EngineFailure, QueuedJudge, QueueFull
 from rmjudge.serve.schemas import GetRewardBody, PairBody, RankBody, RewardsBody, describe
 
 if TYPE_CHECKING:
-    from rmjudge.judge import Judgment
+    from rmjudge.judgment import Judgment
 
 Body = TypeVar("Body", bound=BaseModel)
 Result = TypeVar("Result")

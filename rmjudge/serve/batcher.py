@@ -24,7 +24,7 @@ from rmjudge.errors import RmjudgeError
 from rmjudge.prompts import Pair
 
 if TYPE_CHECKING:
-    from rmjudge.judge import Judgment
+    from rmjudge.judgment import Judgment
 
 
 GATHER_SECONDS = 0.005  # how long the worker waits for more pairs after the first one arrives

@@ -2,7 +2,8 @@
 llama-cpp-python's server), several endpoints at once.
 
 - ``client``: the endpoints, one kept HTTP client, retries, endpoints set aside and given up;
-- ``dialects``: what each server offers and how to ask it (recognised from its own routes);
+- ``dialects``: what each server offers (recognised from its own routes);
+- ``tokenizer``: its tokenizer and chat template; ``completions``: completion requests and answers;
 - ``engine``: the ``Engine`` the judge drives (``create`` is the registry's entry point).
 """
 

@@ -70,6 +70,7 @@ class Endpoint:
     ready: bool = False  # described (dialect, model, fingerprint) since it was last set aside
     last_error: str = ""
     completed: int = 0  # requests answered
+    generated: int = 0  # tokens generated for those requests
     facts: Any = field(default=None, repr=False)  # what describing it found (dialects.ServerFacts)
 
 
@@ -230,6 +231,10 @@ class Endpoints:
                     endpoint.ready = False
                     endpoint.set_aside_until = time.monotonic() + self.policy.cooldown * 2 ** (endpoint.set_asides - 1)
             self._condition.notify_all()
+
+    def count_generated(self, endpoint: Endpoint, tokens: int) -> None:
+        with self._condition:
+            endpoint.generated += tokens
 
     def _gone_message(self) -> str:
         reasons = "; ".join(f"{e.url}: {e.last_error or 'failed'}" for e in self.all)

@@ -20,17 +20,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from rmjudge.chat import render_with_spans, safe_tokens
 from rmjudge.engines import EngineOptions
-from rmjudge.engines.base import EngineInfo, Job, Output, Prompt, Sampling
-from rmjudge.engines.http import dialects
+from rmjudge.engines.base import EndpointFigures, EngineInfo, Job, Output, Prompt, Sampling
+from rmjudge.engines.http import completions, dialects, tokenizer
 from rmjudge.engines.http.client import Endpoint, Endpoints, HttpStatusError, RetryPolicy, ServerAnswerError
-from rmjudge.engines.http.dialects import Completion, ServerFacts
+from rmjudge.engines.http.completions import Completion
+from rmjudge.engines.http.dialects import ServerFacts
+from rmjudge.engines.http.job import JobRun
 from rmjudge.errors import UsageError
 
 log = logging.getLogger("rmjudge.engines.http")
@@ -89,7 +90,7 @@ class HttpEngine:
         # Every endpoint described now: the model's name, context and template are the judge's first
         # questions, and an endpoint serving another model must stop the run before any work.
         self._endpoints.prepare_all()
-        facts = self._facts
+        facts = self.facts
         parallel = sum(e.concurrency for e in self._endpoints.all if e.ready) + sum(
             self._default_concurrency(facts) for e in self._endpoints.all if not e.ready
         )
@@ -114,7 +115,7 @@ class HttpEngine:
     # -- endpoints -------------------------------------------------------------------------------
 
     @property
-    def _facts(self) -> ServerFacts:
+    def facts(self) -> ServerFacts:
         assert self._reference is not None
         return self._reference[1]
 
@@ -125,10 +126,10 @@ class HttpEngine:
         """Recognise the server, fingerprint its model, and check it serves what the others do."""
         call = self._caller(endpoint)
         facts = dialects.describe(call, endpoint.url)
-        path, body = dialects.completion_request(
+        path, body = completions.completion_request(
             facts, FINGERPRINT_PROMPT, max_tokens=1, stop=None, sampling=Sampling(), verdict=True
         )
-        completion = dialects.parse_completion(call("POST", path, body), facts, None, endpoint.url, verdict=True)
+        completion = completions.parse_completion(call("POST", path, body), facts, None, endpoint.url, verdict=True)
         if not completion.positions:
             raise ServerAnswerError(f"{endpoint.url} generated nothing for a one-token probe: is the model loaded?")
         top = sorted(completion.positions[0].top.items(), key=lambda item: -item[1])[:FINGERPRINT_TOP]
@@ -150,17 +151,11 @@ class HttpEngine:
         """``operation(call)`` on the least busy endpoint, retried elsewhere on faults."""
         return self._endpoints.use(lambda endpoint: operation(self._caller(endpoint)), stopped=stopped)[1]
 
-    def endpoint_figures(self) -> list[dict[str, Any]]:
-        """Per endpoint: requests answered, in flight, and whether it is set aside (for a summary)."""
+    def endpoint_figures(self) -> list[EndpointFigures]:
+        """Per endpoint: requests answered, tokens generated, in flight, set aside (progress and summaries)."""
         now = time.monotonic()
         return [
-            {
-                "endpoint": e.url,
-                "completed": e.completed,
-                "in_flight": e.in_flight,
-                "set_aside": e.set_aside_until > now,
-                "last_error": e.last_error,
-            }
+            EndpointFigures(e.url, e.completed, e.generated, e.in_flight, e.set_aside_until > now, e.last_error)
             for e in self._endpoints.all
         ]
 
@@ -190,43 +185,43 @@ class HttpEngine:
         }
 
     def format_prompt(self, messages: Sequence[Mapping[str, str]]) -> Prompt:
-        facts = self._facts
+        facts = self.facts
         if not facts.server_renders and not facts.chat_template:
             # No chat template (a base model): plain text, messages separated by blank lines, BOS as the
             # vocabulary asks: exactly what the in-process engine does.
             text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-            return Prompt(text=text, tokens=tuple(self._tokenize(text, special=False, bos=True)))
+            return Prompt(text=text, tokens=tuple(self.tokenize(text, special=False, bos=True)))
         render = self._render
         if not facts.takes_token_ids:  # the server tokenizes the text itself: these are the ids it will use
             text = render([dict(m) for m in messages])
-            return Prompt(text=text, tokens=tuple(self._tokenize(self._server_text(text), special=True, bos=True)))
+            return Prompt(text=text, tokens=tuple(self.tokenize(self.server_text(text), special=True, bos=True)))
         # The template's markup is parsed into control tokens, the judged texts never are (as in-process).
         text, spans = render_with_spans(render, messages)
-        tokens = safe_tokens(text, spans, lambda part, special: self._tokenize(part, special=special))
+        tokens = safe_tokens(text, spans, lambda part, special: self.tokenize(part, special=special))
         return Prompt(text=text, tokens=tuple(tokens))
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         """The chat template applied to ``messages``: by the server, or here with the model's own template."""
-        facts = self._facts
+        facts = self.facts
         if facts.server_renders:
-            return str(self._on_any(lambda call: dialects.render(call, facts, messages)))
+            return str(self._on_any(lambda call: tokenizer.render(call, facts, messages)))
         self._formatter = self._formatter or _formatter(facts)
         return str(self._formatter(messages=messages).prompt)
 
-    def _tokenize(self, text: str, *, special: bool, bos: bool = False) -> list[int]:
-        facts = self._facts
-        return list(self._on_any(lambda call: dialects.tokenize(call, facts, text, special=special, bos=bos)))
+    def tokenize(self, text: str, *, special: bool, bos: bool = False) -> list[int]:
+        facts = self.facts
+        return list(self._on_any(lambda call: tokenizer.tokenize(call, facts, text, special=special, bos=bos)))
 
-    def _server_text(self, text: str) -> str:
+    def server_text(self, text: str) -> str:
         """A text prompt as a text-only server must get it: it adds BOS itself where the vocabulary asks."""
-        facts = self._facts
+        facts = self.facts
         if facts.bos_token and text.startswith(facts.bos_token) and self._server_adds_bos():
             return text[len(facts.bos_token) :]
         return text
 
     def _server_adds_bos(self) -> bool:
         if self._adds_bos is None:
-            self._adds_bos = self._tokenize(" ", special=True, bos=True)[:1] != self._tokenize(" ", special=True)[:1]
+            self._adds_bos = self.tokenize(" ", special=True, bos=True)[:1] != self.tokenize(" ", special=True)[:1]
         return self._adds_bos
 
     def _choices(self, choices: tuple[str, ...], by_id: bool) -> list[int | str]:
@@ -234,12 +229,12 @@ class HttpEngine:
         if not by_id:
             return list(choices)
         if choices not in self._choice_keys:
-            self._choice_keys[choices] = [self._tokenize(c, special=True)[0] for c in choices]
+            self._choice_keys[choices] = [self.tokenize(c, special=True)[0] for c in choices]
         return self._choice_keys[choices]
 
-    def _probabilities(self, top: Mapping[int | str, float], choices: tuple[str, ...]) -> dict[str, float] | None:
+    def choice_probabilities(self, top: Mapping[int | str, float], choices: tuple[str, ...]) -> dict[str, float] | None:
         by_id = bool(top) and isinstance(next(iter(top)), int)
-        return dialects.choice_probabilities(top, self._choices(choices, by_id), choices)
+        return completions.choice_probabilities(top, self._choices(choices, by_id), choices)
 
     # -- running jobs ----------------------------------------------------------------------------
 
@@ -247,11 +242,11 @@ class HttpEngine:
         """Every job on the endpoints, ``parallel`` at once; outputs as each finishes."""
         if not jobs:
             return
-        if not self._facts.takes_token_ids and not self._warned:
+        if not self.facts.takes_token_ids and not self._warned:
             self._warned = True
             self._warn(
                 TEXT_ONLY_WARNING.format(
-                    url=self._reference[0].url if self._reference else "", dialect=self._facts.dialect
+                    url=self._reference[0].url if self._reference else "", dialect=self.facts.dialect
                 )
             )
         pending: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -289,9 +284,9 @@ class HttpEngine:
             stop.set()
 
     def _run_job(self, job: Job, stopped: Callable[[], bool]) -> Output:
-        return _JobRun(self, job, stopped).run()
+        return JobRun(self, job, stopped).run()
 
-    def _complete(
+    def complete(
         self,
         prompt: Sequence[int] | str,
         max_tokens: int,
@@ -300,164 +295,30 @@ class HttpEngine:
         prefer: Endpoint | None,
         stopped: Callable[[], bool],
     ) -> tuple[Endpoint, Completion]:
-        facts = self._facts
+        facts = self.facts
         verdict = stop is None
 
         def operation(endpoint: Endpoint) -> Completion:
-            path, body = dialects.completion_request(
+            path, body = completions.completion_request(
                 facts, prompt, max_tokens=max_tokens, stop=stop, sampling=sampling, verdict=verdict
             )
             try:
                 answer = self._endpoints.call(endpoint, "POST", path, body)
             except HttpStatusError as error:
                 if "logprob" in error.text.lower():
-                    raise ServerAnswerError(f"{error}: {dialects.logprobs_hint(facts)}") from None
+                    raise ServerAnswerError(f"{error}: {completions.logprobs_hint(facts)}") from None
                 raise
-            completion = dialects.parse_completion(answer, facts, stop, endpoint.url, verdict=verdict)
+            completion = completions.parse_completion(answer, facts, stop, endpoint.url, verdict=verdict)
             served = endpoint.facts.model if endpoint.facts else facts.model
             if completion.model and facts.dialect != "llama-server" and completion.model != served:
                 raise ServerAnswerError(
                     f"{endpoint.url} answered with model {completion.model!r}, not {served!r}: "
                     "was the server restarted with another model? Restart the run to judge with it"
                 )
+            self._endpoints.count_generated(endpoint, completions.generated_count(completion))
             return completion
 
         return self._endpoints.use(operation, prefer=prefer, stopped=stopped)
-
-
-class _JobRun:
-    """One job's requests: generate (continuing past stops that do not count), then read the verdict."""
-
-    def __init__(self, engine: HttpEngine, job: Job, stopped: Callable[[], bool]) -> None:
-        self.engine = engine
-        self.job = job
-        self.stopped = stopped
-        self.facts = engine._facts
-        self.text = ""
-        self.ids: list[int] | None = [] if self.facts.takes_token_ids else None
-        self.probabilities: dict[str, float] | None = None
-        self.endpoint: Endpoint | None = None
-        self.requests = 0
-        self.generated = 0
-        self.evaluated: int | None = None
-        self.prompt_seconds = 0.0
-        self.unread = False  # the verdict's probabilities could not be read: an even split stands for them
-
-    def run(self) -> Output:
-        started = time.perf_counter()
-        job = self.job
-        stopped_by = "none" if job.max_tokens <= 0 else "length"
-        while self.generated < job.max_tokens:
-            completion = self._request(self._prompt(""), job.max_tokens - self.generated, job.answer.stop, job.sampling)
-            if completion.finish == "stop":
-                completion = replace(completion, finish=self._stop_or_end(completion))
-            self._take(completion)
-            if completion.finish != "word":
-                stopped_by = completion.finish
-                break
-            self.text += job.answer.stop
-            if job.answer.accept_stop(self.text):
-                stopped_by = "stop"
-                break
-            # A </answer> that does not count (inside a quote): generation goes on after it.
-        if self.ids is None and job.max_tokens > 0:
-            self._read_probe()
-        appendix = job.answer.appendix(self.text, self.probabilities is not None)
-        if appendix is not None:
-            self._read_verdict(appendix)
-        tokens = self.ids if self.ids is not None else self.engine._tokenize(self.text, special=False)
-        return Output(
-            text=self.text,
-            tokens=tuple(tokens),
-            stopped_by=stopped_by,
-            appendix=appendix,
-            choice_probabilities=self.probabilities or {},
-            prompt_tokens=len(job.prompt.tokens),
-            evaluated_prompt_tokens=self.evaluated if self.evaluated is not None else len(job.prompt.tokens),
-            seconds=time.perf_counter() - started,
-            prompt_seconds=self.prompt_seconds,
-            extra={
-                "endpoint": self.endpoint.url if self.endpoint else None,
-                "requests": self.requests,
-                **({"verdict_unread": True} if self.unread else {}),
-            },
-        )
-
-    def _prompt(self, appendix: str) -> list[int] | str:
-        """The prompt, what was generated so far, and an appendix: as ids where the server takes them."""
-        prompt = self.job.prompt
-        if self.ids is None:
-            return self.engine._server_text(prompt.text) + self.text + appendix
-        extra = self.engine._tokenize(appendix, special=True) if appendix else []
-        return [*prompt.tokens, *self.ids, *extra]
-
-    def _request(
-        self, prompt: Sequence[int] | str, max_tokens: int, stop: str | None, sampling: Sampling
-    ) -> Completion:
-        self.endpoint, completion = self.engine._complete(
-            prompt, max_tokens, stop, sampling, self.endpoint, self.stopped
-        )
-        self.requests += 1
-        if self.evaluated is None:
-            self.evaluated = completion.evaluated_prompt_tokens
-            self.prompt_seconds = completion.prompt_seconds
-        return completion
-
-    def _take(self, completion: Completion) -> None:
-        """Add a completion's text and tokens; read the choices where the text so far ends with the probe."""
-        answer = self.job.answer
-        before = self.text
-        for position in completion.positions:
-            if dialects.ends_with_probe(before, answer.probe):
-                probabilities = self.engine._probabilities(position.top, answer.choices)
-                if probabilities is not None:
-                    self.probabilities = probabilities
-            before += position.text
-        self.text += completion.text
-        if self.ids is not None:
-            if completion.token_ids is None:  # a server that does not return them: the text's own tokens
-                completion_ids = self.engine._tokenize(
-                    completion.text + (answer.stop if completion.finish == "word" else ""), special=False
-                )
-            else:
-                completion_ids = completion.token_ids
-            self.ids.extend(completion_ids)
-            self.generated += max(1, len(completion_ids))
-        else:
-            self.generated += max(1, completion.generated_tokens or len(completion.positions))
-
-    def _stop_or_end(self, completion: Completion) -> str:
-        """A text-only server said "stop" without saying which: the stop word's tokens, cut from the
-        text, were generated (counted) but are not in the text; an end token is not counted at all."""
-        if completion.generated_tokens is None:
-            return "eos"
-        cut = completion.generated_tokens - len(self.engine._tokenize(completion.text, special=False))
-        stop_length = len(self.engine._tokenize(self.job.answer.stop, special=False))
-        return "word" if cut >= max(1, stop_length - 1) else "eos"
-
-    def _read_probe(self) -> None:
-        """Where the generated text holds the probe, the choices' probabilities there (the last one counts),
-        read with a request of its own: a text-only server generates without log-probabilities."""
-        matches = list(dialects.probe_matches(self.text, self.job.answer.probe))
-        if matches:
-            self._read_verdict("", upto=matches[-1])
-
-    def _read_verdict(self, appendix: str, upto: int | None = None) -> None:
-        """The choices' probabilities after the appendix: one more token, greedy, its top log-probabilities."""
-        if upto is None:
-            prompt = self._prompt(appendix)
-        else:  # text-only: the generated text up to the probe
-            prompt = self.engine._server_text(self.job.prompt.text) + self.text[:upto]
-        completion = self._request(prompt, 1, None, Sampling())
-        top = completion.positions[0].top if completion.positions else {}
-        probabilities = self.engine._probabilities(top, self.job.answer.choices)
-        if probabilities is None:
-            # None of the choices among the top log-probabilities (a model that is no judge): all of
-            # them rank below the last one listed, and nothing tells them apart.
-            self.unread = True
-            choices = self.job.answer.choices
-            probabilities = {choice: 1.0 / len(choices) for choice in choices}
-        self.probabilities = probabilities
 
 
 def _next(
