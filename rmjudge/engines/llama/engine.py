@@ -21,9 +21,12 @@ from rmjudge.engines.llama.scheduler import PREFILL_CHUNK, Scheduler
 from rmjudge.errors import ContextTooLongError, ModelError, UsageError
 from rmjudge.system import available_memory, human_size, physical_cores
 
-# Sequences decoded at once when nothing else is asked. Measured in bench/bench_throughput.py (see the
-# README): on a 2-core CPU the aggregate decode rate flattens past 4 sequences.
-DEFAULT_PARALLEL = 4
+# Sequences decoded at once when nothing else is asked. On the CPU, measured in bench/bench_throughput.py
+# (README, "Many at once"): on a 2-core CPU two sequences judged fastest (1.12x the naive loop; four and
+# eight no faster than one), and each one more costs KV memory. With layers on a GPU, where a pass is
+# memory-bound, eight sequences cost little more than one (llama.cpp's and vLLM's own batching).
+CPU_PARALLEL = 2
+GPU_PARALLEL = 8
 MIN_CONTEXT = 2048
 CONTEXT_STEP = 1024  # contexts are sized in these steps: fewer re-creations as batches grow
 APPENDIX_ROOM = 32  # tokens each sequence keeps free for a forced verdict's appendix
@@ -39,7 +42,7 @@ def create(options: EngineOptions) -> LlamaEngine:
         sha256=options.model.sha256,
         gpu_layers=options.gpu_layers,
         threads=options.threads,
-        parallel=options.parallel or DEFAULT_PARALLEL,
+        parallel=options.parallel,
         speculative=options.speculative,
         debug=options.debug,
     )
@@ -55,11 +58,11 @@ class LlamaEngine:
         sha256: str | None = None,
         gpu_layers: int | None = None,
         threads: int | None = None,
-        parallel: int = DEFAULT_PARALLEL,
+        parallel: int | None = None,
         speculative: int = 0,
         debug: bool = False,
     ) -> None:
-        if parallel < 1:
+        if parallel is not None and parallel < 1:
             raise UsageError(f"--parallel {parallel}: use 1 or more sequences")
         if speculative < 0:
             raise UsageError(f"--speculative {speculative}: use 0 (off) or a draft length")
@@ -80,10 +83,11 @@ class LlamaEngine:
         self.gpu_layers = (
             gpu_layers if gpu_layers is not None else (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
         )
-        self.parallel = parallel
+        offloaded = self.gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+        self.parallel = parallel or (GPU_PARALLEL if offloaded else CPU_PARALLEL)
         self.speculative = speculative
         # A step holds every generating sequence's token and drafts, and room for prompt chunks.
-        self.step_tokens = max(STEP_TOKENS, parallel * (1 + speculative) + PREFILL_CHUNK)
+        self.step_tokens = max(STEP_TOKENS, self.parallel * (1 + speculative) + PREFILL_CHUNK)
         # The vocabulary alone first: formatting, tokenizing and cache look-ups need no weights, so a run
         # served from the verdict cache never reads gigabytes. The weights load on the first evaluation.
         self._model = self._load(vocab_only=True)
@@ -97,7 +101,7 @@ class LlamaEngine:
             metadata=metadata,
             chat_format="gguf" if self._formatter is not None else "plain",
             max_context=trained,
-            parallel=parallel,
+            parallel=self.parallel,
             versions={"llama_cpp_python": llama_cpp.__version__},
         )
         self._kv_bytes_per_token = kv_bytes_per_token(metadata)
