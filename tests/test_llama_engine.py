@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
 from rmjudge.engines import EngineOptions, build_engine
@@ -102,6 +103,15 @@ def test_vocabulary_first_weights_on_first_run(gemma_path: Path) -> None:
     identity = engine.identity()
     assert identity["id"] == f"sha256:{file_sha256(gemma_path)}" and identity["file"] == gemma_path.name
     assert identity["gguf_name"] == engine.info.name
+
+
+def test_default_parallel_is_the_measured_one_for_where_the_layers_run(gemma_path: Path) -> None:
+    from rmjudge.engines.llama.engine import CPU_PARALLEL, GPU_PARALLEL
+
+    on_cpu = build_engine(EngineOptions(model=ResolvedModel(path=gemma_path), gpu_layers=0))
+    assert on_cpu.info.parallel == CPU_PARALLEL == 2
+    offloaded = LlamaEngine(gemma_path, gpu_layers=-1)
+    assert offloaded.info.parallel == (GPU_PARALLEL if llama_cpp.llama_supports_gpu_offload() else CPU_PARALLEL)
 
 
 def test_run_yields_every_job_once_with_its_output(gemma: LlamaEngine) -> None:
