@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="judge only the first N pairs of the draw")
     parser.add_argument("--max-chars", type=int, default=1500)
     parser.add_argument("--budget", type=int, default=0, help="reasoning budget for the rules (0: verdict-only)")
-    parser.add_argument("--samples-pairs", type=int, default=16)
+    parser.add_argument("--samples-pairs", type=int, default=16, help="0: no samples step")
     parser.add_argument("--samples-budget", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
@@ -227,7 +227,8 @@ def main() -> None:
     print(f"judged in {wall / 60:.2f} min ({sum(j.generated for j in judged)} traces generated, the rest cached)")
     decision_table(judged)
     calibration_table(judged)
-    samples_table(judge, items[: args.samples_pairs], args)
+    if args.samples_pairs > 0:
+        samples_table(judge, items[: args.samples_pairs], args)
     if args.compare_parallel is not None:
         parallel_table(judge, judged, args)
 
