@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,29 @@ def test_eval_calibrate_round_trip_to_compare_batch_and_check(
     assert len(scripted.generate_calls) == generated
     refitted = cal.load(fit["model"], fit["template"])
     assert refitted is not None and refitted.method == "temperature" and refitted.intercept == 0.0
+
+
+def test_a_fit_that_worsens_held_out_ece_is_stored_with_a_warning(
+    scripted: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rmjudge import evaluate
+
+    real_fit = evaluate.fit_calibration
+
+    def worse_on_held_out(*args: Any, **kwargs: Any) -> cal.Calibration:
+        fitted = real_fit(*args, **kwargs)
+        return replace(fitted, ece_raw=0.045, ece_calibrated=0.119)  # as bench_decide measured verdict-only
+
+    monkeypatch.setattr(evaluate, "fit_calibration", worse_on_held_out)
+    result = invoke_cli("eval", str(_labelled(tmp_path)), "--calibrate", "--json")
+    assert result.returncode == 0, result.stderr
+    path = orjson.loads(result.stdout)["calibration_fit"]["path"]
+    assert Path(path).is_file()
+    assert "on the 6 held-out pairs the fit made ECE worse (0.045 -> 0.119)" in result.stderr
+    assert f"delete {path}" in result.stderr
+    fine = invoke_cli("eval", str(_labelled(tmp_path)), "--calibrate", "--json")  # the real fit, no warning forced
+    report = orjson.loads(fine.stdout)["calibration_fit"]
+    assert ("made ECE worse" in fine.stderr) == (report["ece_calibrated"] > report["ece_raw"])
 
 
 def test_no_calibration_stored_leaves_the_output_as_it_was(scripted: FakeEngine, tmp_path: Path) -> None:

@@ -135,6 +135,13 @@ def _calibrated(stored: StoredResults, method: str) -> dict[str, Any]:
     fitted = evaluating.fit_calibration(stored.run, stored.results, method)
     path = calibration.save(fitted)
     console.print_line(f"stored the calibration in {path}", console=console.stderr)
+    if fitted.ece_raw is not None and fitted.ece_calibrated is not None and fitted.ece_calibrated > fitted.ece_raw:
+        # Few held-out pairs make ECE noisy, so the fit is kept; but the user should know what it did there.
+        console.warn(
+            f"on the {fitted.held_out} held-out pairs the fit made ECE worse ({fitted.ece_raw:.3f} -> "
+            f"{fitted.ece_calibrated:.3f}): fit on more labelled pairs or with a reasoning budget, "
+            f"or delete {path} to report raw confidences"
+        )
     return evaluating.calibration_summary(fitted, path)
 
 
