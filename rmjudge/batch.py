@@ -113,9 +113,13 @@ def endpoint_rate(figures: EndpointFigures, seconds: float) -> str:
     return f"{rate}{figures.requests} requests{resting}"
 
 
-def _endpoint_fields(judge: Judge | None, seconds: float) -> dict[str, str]:
-    """Per-server progress fields, for an engine that spreads its jobs over several ({} otherwise)."""
-    figures = endpoint_figures(judge.engine) if judge is not None else []
+def _endpoints_of(judge: Judge | None) -> list[EndpointFigures]:
+    """Per-server figures, for an engine that spreads its jobs over several ([] otherwise, or unloaded)."""
+    return endpoint_figures(judge.engine) if judge is not None else []
+
+
+def _endpoint_fields(figures: list[EndpointFigures], seconds: float) -> dict[str, str]:
+    """The progress bar's field per server: "host:port" -> "41.2 tok/s, 120 requests"."""
     return {e.endpoint.split("://")[-1]: endpoint_rate(e, seconds) for e in figures}
 
 
@@ -205,7 +209,8 @@ def run_batch(
                     sink.write(output_row(record, block, flat=flat))
                     summary.add(record, outcome)
                     judging = time.perf_counter() - started - summary.load_seconds
-                    update(advance=1, ties=summary.ties, forced=summary.forced, **_endpoint_fields(judge, judging))
+                    servers = _endpoint_fields(_endpoints_of(judge), judging)
+                    update(advance=1, ties=summary.ties, forced=summary.forced, **servers)
                     continue
                 if outcome is not None:  # the pair's own error (too long for the context)
                     record = with_error(record, outcome)
@@ -229,5 +234,5 @@ def run_batch(
                 # when the loop had already ended (a pipe closed with the signal), that is here.
                 summary.stop(stop)
             summary.seconds = time.perf_counter() - started
-            summary.endpoints = endpoint_figures(judge.engine) if judge is not None else []
+            summary.endpoints = _endpoints_of(judge)
     return summary
